@@ -1,0 +1,7 @@
+"""Symbolic dimension–performance relations and architecture facts (pure Python + sympy)."""
+
+from __future__ import annotations
+
+from theory.architecture import ArchitectureFacts
+
+__all__ = ["ArchitectureFacts"]
