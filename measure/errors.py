@@ -35,3 +35,7 @@ class CorpusTooSmallError(CorpusError):
     def __init__(self, message: str, available: int) -> None:
         super().__init__(message)
         self.available = available
+
+
+class UsageError(ToolkitError):
+    """An option value the toolkit cannot use (unknown device or dtype, bad grid, ...)."""
