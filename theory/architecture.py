@@ -89,3 +89,81 @@ class ArchitectureFacts:
     def from_dict(cls, data: dict[str, Any]) -> ArchitectureFacts:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+    def parameter_count(self) -> int:
+        """Exact parameter count of the dense model (see :mod:`theory.counts`).
+
+        Examples
+        --------
+        >>> PHI3_MINI.parameter_count()
+        3821079552
+        """
+        from theory.counts import dense_parameter_count
+
+        return dense_parameter_count(self)
+
+    def sliced_parameter_count(self, kept_dim: int, *, slice_head: bool = False) -> int:
+        """Exact parameter count after SliceGPT slicing to a constant width ``kept_dim``."""
+        from theory.counts import sliced_parameter_count
+
+        return sliced_parameter_count(self, kept_dim, slice_head=slice_head)
+
+
+# Facts of the models the toolkit studies, from their published configurations.
+
+#: meta-llama/Meta-Llama-3-8B(-Instruct): 8,030,261,248 parameters.
+LLAMA3_8B = ArchitectureFacts(
+    architecture="LlamaForCausalLM",
+    hidden_size=4096,
+    num_layers=32,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    head_dim=128,
+    intermediate_size=14336,
+    vocab_size=128256,
+    gated_mlp=True,
+    norm_kind="rms",
+    block_kind="sequential",
+    tied_embeddings=False,
+)
+
+#: microsoft/Phi-3-mini-4k-instruct: fused qkv and gate_up, no biases.
+PHI3_MINI = ArchitectureFacts(
+    architecture="Phi3ForCausalLM",
+    hidden_size=3072,
+    num_layers=32,
+    num_attention_heads=32,
+    num_key_value_heads=32,
+    head_dim=96,
+    intermediate_size=8192,
+    vocab_size=32064,
+    gated_mlp=True,
+    norm_kind="rms",
+    block_kind="sequential",
+    tied_embeddings=False,
+    fused_qkv=True,
+    fused_gate_up=True,
+)
+
+#: HuggingFaceTB/SmolLM2-135M(-Instruct): tied embeddings.
+SMOLLM2_135M = ArchitectureFacts(
+    architecture="LlamaForCausalLM",
+    hidden_size=576,
+    num_layers=30,
+    num_attention_heads=9,
+    num_key_value_heads=3,
+    head_dim=64,
+    intermediate_size=1536,
+    vocab_size=49152,
+    gated_mlp=True,
+    norm_kind="rms",
+    block_kind="sequential",
+    tied_embeddings=True,
+)
+
+#: Known facts by a short alias.
+KNOWN_ARCHITECTURES: dict[str, ArchitectureFacts] = {
+    "llama3": LLAMA3_8B,
+    "phi3": PHI3_MINI,
+    "smollm2": SMOLLM2_135M,
+}
