@@ -359,10 +359,14 @@ def count_windows(n_tokens: int, seqlen: int) -> int:
 
 def _too_small(name: str, n_tokens: int, seqlen: int, requested: int) -> CorpusTooSmallError:
     available = count_windows(n_tokens, seqlen)
+    advice = (
+        f"Ask for at most {available}, use a shorter sequence length, or a larger corpus."
+        if available
+        else "Use a shorter sequence length or a larger corpus."
+    )
     return CorpusTooSmallError(
         f"The {name} text has {n_tokens} tokens, which give {available} non-overlapping "
-        f"windows of {seqlen} tokens, but {requested} were requested. Ask for at most "
-        f"{available} windows, use a shorter sequence length, or a larger corpus.",
+        f"windows of {seqlen} tokens, but {requested} were requested. {advice}",
         available=available,
     )
 

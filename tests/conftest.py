@@ -31,3 +31,21 @@ def enwiki():
     from measure.data import load_corpus
 
     return load_corpus("enwiki-sample")
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    """A word-level fast tokenizer that adds a BOS token, built without any download."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["<unk>", "<s>", "</s>", "alpha", "beta", "gamma", "delta", "\n"]
+    vocab = {w: i for i, w in enumerate(words)}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    core.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", vocab["<s>"])]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
