@@ -138,8 +138,9 @@ class Relation:
     assumptions : tuple of str
         What it rests on, in words.
     display : sympy.Equality, optional
-        The equation in the form it is usually written (e.g. solved for ``ln PPL``);
-        ``Eq(output, expr)`` when omitted.
+        The equation in the form it is usually written (e.g. solved for ``ln PPL``),
+        for printing; it may hold unevaluated sub-expressions (``D/d``), which
+        ``.doit()`` releases. ``Eq(output, expr)`` when omitted.
     dense_point : mapping, optional
         Substitutions that describe the dense model; ``{kept_dim: hidden_size}`` by
         default.
@@ -191,7 +192,11 @@ class Relation:
         object.__setattr__(self, "constraints", tuple(self.constraints))
         object.__setattr__(self, "expr", sp.sympify(self.expr))
         object.__setattr__(self, "dense_value", sp.sympify(self.dense_value))
-        object.__setattr__(self, "dense_point", MappingProxyType(dict(self.dense_point)))
+        object.__setattr__(
+            self,
+            "dense_point",
+            MappingProxyType({k: sp.sympify(v) for k, v in self.dense_point.items()}),
+        )
         object.__setattr__(
             self, "parameter_domains", MappingProxyType(dict(self.parameter_domains))
         )
@@ -363,7 +368,8 @@ class Relation:
             Inputs and parameters, as for :meth:`lambdify`.
         """
         g = np.asarray(self._gradient.function(*args, **kwargs))
-        cov = np.asarray(covariance, dtype=np.float64).reshape(len(self.parameters), -1)
+        p = len(self.parameters)
+        cov = np.asarray(covariance, dtype=np.float64).reshape(p, p)
         return np.einsum("...i,ij,...j->...", g, cov, g)[()]
 
     # --- nesting -----------------------------------------------------------------------

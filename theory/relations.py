@@ -47,8 +47,8 @@ __all__ = ["RELATIONS", "get_relation", "list_relations", "register_relation", "
 PAPER = "arXiv 2503.04377 (Xu, Alazraki, Mandic 2025)"
 
 _SECONDARY = (
-    f"We do not have the text of {PAPER}; this form comes from secondary summaries of "
-    "the paper and is not a verified transcription."
+    "We do not have the paper's text: this form comes from secondary summaries of the "
+    "paper and is not a verified transcription."
 )
 
 #: All relations, by name, in the order they are documented.
@@ -259,7 +259,10 @@ register_relation(
         ),
         display=sp.Eq(
             sp.log(ppl),
-            _mul(sp.Pow(sp.Pow(retained_energy, beta), -1), sp.log(ppl_dense)),
+            _mul(
+                sp.log(ppl_dense),
+                sp.Pow(sp.Pow(retained_energy, beta, evaluate=False), -1, evaluate=False),
+            ),
             evaluate=False,
         ),
         dense_point={_d: _D, retained_energy: 1},
