@@ -323,16 +323,22 @@ class Relation:
             domain = QUANTITIES[symbol].domain
             if not domain.contains(value):
                 problems.append(f"{name} must lie in {domain}")
-        by_name = {s.name: s for s in self.inputs}
-        for constraint in self.constraints:
-            names = sorted(s.name for s in constraint.free_symbols)
+        for constraint, names, test in self._constraint_tests:
             if not all(n in values for n in names):
                 continue
-            test = sp.lambdify([by_name[n] for n in names], constraint, modules="numpy")
             if not np.all(test(*(np.asarray(values[n], dtype=float) for n in names))):
                 problems.append(f"{constraint} must hold")
         if problems:
             raise ValueError(f"{self.name}: " + "; ".join(problems))
+
+    @functools.cached_property
+    def _constraint_tests(self) -> list[tuple[sp.Basic, list[str], Callable[..., Any]]]:
+        tests = []
+        for constraint in self.constraints:
+            symbols = sorted(constraint.free_symbols, key=lambda s: s.name)
+            test = sp.lambdify(symbols, constraint, modules="numpy")
+            tests.append((constraint, [s.name for s in symbols], test))
+        return tests
 
     @functools.cached_property
     def _gradient(self) -> Gradient:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 from hypothesis import strategies as st
 
 from theory.architecture import ArchitectureFacts
@@ -125,8 +124,3 @@ def architecture_facts(draw: st.DrawFn, *, max_hidden_size: int = 64) -> Archite
         head_bias=draw(st.booleans()),
         learned_positions=draw(st.integers(0, 32)),
     )
-
-
-def finite(value: Any) -> bool:
-    """Whether every element of ``value`` is finite."""
-    return bool(np.all(np.isfinite(np.asarray(value, dtype=float))))
