@@ -1,0 +1,367 @@
+"""Interleaved layer-by-layer PCA, rotation and slicing (SliceGPT, Algorithm 1).
+
+Each junction's PCA sees the calibration activations produced by the already
+rotated and sliced earlier layers, as in the reference's ``rotate_and_slice``.
+
+One pass per block half
+-----------------------
+The reference runs every sequential block twice over the calibration tokens: once
+to read the mid-block junction, and once more, after the attention output and MLP
+inputs have been rotated, to read the block output. Here each half runs once:
+
+1. attention half on the sliced input ``x`` (attention inputs already rotated):
+   ``mid = x S + attn(norm(x))`` with ``S = Q_in[:, :d_in]^T``, written in the
+   unrotated basis, accumulated into the mid second moment;
+2. after the mid PCA, the sliced mid stream is ``mid Q_mid[:, :d_mid]``: exactly
+   what the rotated attention output and the shortcut ``S Q_mid[:, :d_mid]`` would
+   produce, so the attention half need not run again;
+3. MLP half on that stream, written in the unrotated basis, accumulated into the
+   output second moment.
+
+Parallel blocks (Phi-2) already need one pass, as in the reference.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from measure.adapters import DecoderAdapter, get_adapter
+from measure.slicing.fusion import FusionInfo, dense_facts, fuse_model, fusion_info
+from measure.slicing.pca import (
+    DAMPING,
+    JunctionSpectrum,
+    SecondMoment,
+    random_orthogonal_upper_left,
+)
+from measure.slicing.rotate import (
+    model_dtype,
+    rotate_embeddings,
+    rotate_readers,
+    rotate_writer,
+    set_shortcut,
+    shortcut,
+)
+from measure.slicing.schedule import SlicingSchedule
+from theory.architecture import ArchitectureFacts
+
+Orientation = Literal["pca", "random"]
+
+
+class _StopForward(Exception):
+    """Raised by the layer-0 hook once the inputs of the first block are captured."""
+
+
+@dataclass
+class SlicingResult:
+    """A sliced model and what slicing measured.
+
+    Attributes
+    ----------
+    model : the sliced HF causal-LM (modified in place from the input model).
+    facts : architecture facts of the *original* dense model.
+    schedule : kept width at every junction.
+    fusion : how norms were fused.
+    orientation : ``"pca"`` or ``"random"``.
+    seed : seed of the random orientation.
+    spectra : one :class:`~measure.slicing.pca.JunctionSpectrum` per junction,
+        in stream order.
+    layer_seconds : wall time spent on each layer (PCA, rotation, forward passes).
+    total_seconds : wall time of the whole call (fusion included).
+    calibration : ``{"num_windows", "seqlen", "num_tokens", "batch_size"}``.
+    """
+
+    model: nn.Module
+    facts: ArchitectureFacts
+    schedule: SlicingSchedule
+    fusion: FusionInfo
+    orientation: Orientation
+    seed: int
+    spectra: list[JunctionSpectrum]
+    layer_seconds: list[float]
+    total_seconds: float
+    calibration: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def kept_dim(self) -> int | None:
+        return self.schedule.kept_dim
+
+    def eigenvalues(self) -> dict[str, np.ndarray]:
+        """Per-junction eigenvalues (per-token second moment, descending)."""
+        return {s.name: s.eigenvalues for s in self.spectra}
+
+    def parameter_count(self) -> int:
+        """Parameters of the sliced model (shortcut matrices included)."""
+        return sum(p.numel() for p in self.model.parameters())
+
+    def save(self, directory: Any, *, metadata: dict[str, Any] | None = None) -> Any:
+        """Write ``model.safetensors``, ``spectra.safetensors`` and ``slicing.json``."""
+        from measure.slicing.io import save_sliced
+
+        return save_sliced(self, directory, metadata=metadata)
+
+    def summary(self) -> str:
+        d = self.kept_dim
+        width = f"d={d}" if d is not None else "per-layer d"
+        return (
+            f"{self.facts.architecture}: D={self.facts.hidden_size} -> {width}, "
+            f"{self.parameter_count():,} parameters, orientation={self.orientation}, "
+            f"{self.total_seconds:.1f} s"
+        )
+
+
+@torch.no_grad()
+def capture_layer0_inputs(
+    model: nn.Module,
+    adapter: DecoderAdapter,
+    batches: list[tuple[torch.Tensor, torch.Tensor | None]],
+) -> tuple[list[torch.Tensor], list[dict[str, Any]]]:
+    """Hidden states and keyword arguments the first block receives, per batch."""
+    layer0 = adapter.layers()[0]
+    store: dict[str, Any] = {}
+
+    def hook(_module: nn.Module, args: tuple, kwargs: dict) -> None:
+        store["hidden"] = args[0] if args else kwargs.pop("hidden_states")
+        store["kwargs"] = dict(kwargs)
+        raise _StopForward
+
+    handle = layer0.register_forward_pre_hook(hook, with_kwargs=True)
+    inputs, layer_kwargs = [], []
+    try:
+        for ids, mask in batches:
+            try:
+                model(input_ids=ids, attention_mask=mask, use_cache=False)
+            except _StopForward:
+                pass
+            else:  # pragma: no cover - the hook always fires
+                raise RuntimeError("the first decoder layer was never called")
+            inputs.append(store.pop("hidden"))
+            layer_kwargs.append(store.pop("kwargs"))
+    finally:
+        handle.remove()
+    return inputs, layer_kwargs
+
+
+def _batches(
+    tokens: torch.Tensor, attention_mask: torch.Tensor | None, batch_size: int
+) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    if tokens.dim() != 2:
+        raise ValueError(f"calibration tokens must be [windows, seqlen], got {tuple(tokens.shape)}")
+    if attention_mask is not None and attention_mask.shape != tokens.shape:
+        raise ValueError("attention_mask must have the shape of the calibration tokens")
+    out = []
+    for start in range(0, tokens.shape[0], batch_size):
+        ids = tokens[start : start + batch_size]
+        mask = None if attention_mask is None else attention_mask[start : start + batch_size]
+        out.append((ids, mask))
+    return out
+
+
+@torch.no_grad()
+def slice_model(
+    model: nn.Module,
+    calibration: torch.Tensor,
+    *,
+    kept_dim: int | list[int] | None = None,
+    sparsity: float | None = None,
+    schedule: SlicingSchedule | None = None,
+    round_to: int = 8,
+    slice_head: bool = False,
+    orientation: Orientation = "pca",
+    seed: int = 0,
+    attention_mask: torch.Tensor | None = None,
+    batch_size: int = 16,
+    center_embeddings: bool | None = None,
+    damping: float = DAMPING,
+    record_second_moments: bool = False,
+    progress: bool = True,
+    on_layer: Callable[[int, float], None] | None = None,
+) -> SlicingResult:
+    """Fuse, rotate and slice ``model`` in place with SliceGPT.
+
+    Parameters
+    ----------
+    model : a dense HF causal-LM with a registered adapter (or one already fused by
+        :func:`~measure.slicing.fuse_model`).
+    calibration : ``LongTensor[windows, seqlen]`` of calibration token ids.
+    kept_dim, sparsity, schedule : the width to keep. Exactly one: a constant (or
+        per-layer list of) ``d``; a sparsity ``s`` giving ``d = int((1-s) D)``
+        rounded down to a multiple of ``round_to``; or a full schedule.
+    slice_head : let the last layer and the head work at ``d`` too (default: the
+        last layer writes, and the head reads, the full width ``D``).
+    orientation : ``"pca"`` keeps the eigenvector basis; ``"random"`` rotates the
+        kept subspace of every junction by a Haar-random orthogonal matrix.
+    seed : seed of the random orientation.
+    attention_mask : ``[windows, seqlen]`` with 0 on padding; padded tokens are
+        passed to the model's attention mask and left out of every PCA.
+    batch_size : calibration windows per forward call.
+    center_embeddings : see :func:`~measure.slicing.fuse_model`.
+    damping : added to the second moment's diagonal as a fraction of its mean.
+    record_second_moments : also keep each junction's second moment and basis.
+    progress : show a per-layer progress bar.
+    on_layer : called with ``(layer_index, seconds)`` after each layer.
+
+    Returns
+    -------
+    SlicingResult
+    """
+    from tqdm.auto import tqdm
+
+    start = time.perf_counter()
+    if orientation not in ("pca", "random"):
+        raise ValueError(f"orientation must be 'pca' or 'random', got {orientation!r}")
+    facts = dense_facts(model)
+    if schedule is None:
+        if kept_dim is None and sparsity is None:
+            raise ValueError("give one of kept_dim, sparsity or schedule")
+        schedule = SlicingSchedule.for_facts(
+            facts, kept_dim=kept_dim, sparsity=sparsity, round_to=round_to, slice_head=slice_head
+        )
+    elif kept_dim is not None or sparsity is not None:
+        raise ValueError("give only one of kept_dim, sparsity or schedule")
+    if schedule.num_layers != facts.num_layers or schedule.hidden_size != facts.hidden_size:
+        raise ValueError("the schedule does not match the model's layers or hidden size")
+    if schedule.block_kind != facts.block_kind:
+        raise ValueError("the schedule's block kind does not match the model")
+
+    model.eval()
+    fusion = fusion_info(model)
+    if fusion is None:
+        fusion = fuse_model(model, center_embeddings=center_embeddings)
+    elif center_embeddings is not None and center_embeddings != fusion.center_embeddings:
+        raise ValueError("the model is already fused with a different center_embeddings")
+    adapter = get_adapter(model)
+    dtype = model_dtype(model)
+    hidden = facts.hidden_size
+    generator = torch.Generator().manual_seed(seed)
+    spectra: list[JunctionSpectrum] = []
+
+    batches = _batches(calibration, attention_mask, batch_size)
+    masks = [m for _, m in batches]
+    xs, layer_kwargs = capture_layer0_inputs(model, adapter, batches)
+    num_tokens = 0
+
+    def junction(moment: SecondMoment, name: str, layer: int, position: str, dim: int):
+        nonlocal num_tokens
+        values, basis, damp = moment.pca(damping)
+        if orientation == "random":
+            basis = basis @ random_orthogonal_upper_left(hidden, dim, generator)
+        count = moment.num_tokens
+        num_tokens = count
+        spectra.append(
+            JunctionSpectrum(
+                name=name,
+                layer=layer,
+                position=position,
+                eigenvalues=(values / count).numpy(),
+                kept_dim=dim,
+                num_tokens=count,
+                damping=damp,
+                second_moment=(moment.total / count).numpy() if record_second_moments else None,
+                basis=basis.numpy().copy() if record_second_moments else None,
+            )
+        )
+        return basis
+
+    # Embeddings junction (SliceGPT Alg. 1, line 2).
+    moment = SecondMoment(hidden)
+    for x, mask in zip(xs, masks):
+        moment.update(x, mask)
+    q_in = junction(moment, "embeddings", -1, "embeddings", schedule.embedding_dim)
+    d_in = schedule.embedding_dim
+    rotate_embeddings(adapter, q_in, d_in)
+    basis = q_in[:, :d_in].to(dtype)
+    xs = [x @ basis for x in xs]
+
+    layer_seconds: list[float] = []
+    layers = adapter.layers()
+    bar = tqdm(layers, desc="slicing", unit="layer", disable=not progress, leave=False)
+    for idx, layer in enumerate(bar):
+        t0 = time.perf_counter()
+        d_out = schedule.out_dim(idx)
+        back_in = q_in[:, :d_in].T.to(dtype)  # sliced stream -> unrotated basis
+        attn_norm = adapter.attention_norm(layer)
+        if facts.block_kind == "sequential":
+            d_mid = schedule.mid_dim(idx)
+            rotate_readers(adapter.attention_inputs(layer), q_in, d_in)
+            # Attention half, once: mid junction in the unrotated basis.
+            moment = SecondMoment(hidden)
+            mids = []
+            for i, (x, kwargs) in enumerate(zip(xs, layer_kwargs)):
+                attn = adapter.attention_forward(layer, attn_norm(x), kwargs)
+                mid = torch.addmm(attn.flatten(0, -2), x.flatten(0, -2), back_in).view_as(attn)
+                moment.update(mid, masks[i])
+                mids.append(mid)
+                xs[i] = None  # free the layer input
+            q_mid = junction(moment, f"layer.{idx}.mid", idx, "mid", d_mid)
+            rotate_writer(adapter.attention_output(layer), q_mid, d_mid)
+            rotate_readers(adapter.mlp_inputs(layer), q_mid, d_mid)
+            set_shortcut(layer, "attn_shortcut", shortcut(q_in, d_in, q_mid, d_mid), dtype)
+            # MLP half, once, on the sliced mid stream.
+            to_mid = q_mid[:, :d_mid].to(dtype)
+            back_mid = to_mid.T.contiguous()
+            mlp_norm = adapter.mlp_norm(layer)
+            moment = SecondMoment(hidden)
+            outs = []
+            for i, mid in enumerate(mids):
+                mid_s = mid @ to_mid
+                mids[i] = None
+                mlp = adapter.mlp_forward(layer, mlp_norm(mid_s))
+                out = torch.addmm(mlp.flatten(0, -2), mid_s.flatten(0, -2), back_mid).view_as(mlp)
+                moment.update(out, masks[i])
+                outs.append(out)
+            q_out = junction(moment, f"layer.{idx}.out", idx, "out", d_out)
+            rotate_writer(adapter.mlp_output(layer), q_out, d_out)
+            set_shortcut(layer, "mlp_shortcut", shortcut(q_mid, d_mid, q_out, d_out), dtype)
+        else:
+            rotate_readers(adapter.attention_inputs(layer) + adapter.mlp_inputs(layer), q_in, d_in)
+            moment = SecondMoment(hidden)
+            outs = []
+            for i, (x, kwargs) in enumerate(zip(xs, layer_kwargs)):
+                normed = attn_norm(x)
+                attn = adapter.attention_forward(layer, normed, kwargs)
+                mlp = adapter.mlp_forward(layer, normed)
+                out = torch.addmm((attn + mlp).flatten(0, -2), x.flatten(0, -2), back_in)
+                out = out.view_as(attn)
+                moment.update(out, masks[i])
+                outs.append(out)
+                xs[i] = None
+            q_out = junction(moment, f"layer.{idx}.out", idx, "out", d_out)
+            rotate_writer(adapter.attention_output(layer), q_out, d_out)
+            rotate_writer(adapter.mlp_output(layer), q_out, d_out)
+            set_shortcut(layer, "attn_shortcut", shortcut(q_in, d_in, q_out, d_out), dtype)
+        to_out = q_out[:, :d_out].to(dtype)
+        xs = [out @ to_out for out in outs]
+        del outs
+        q_in, d_in = q_out, d_out
+        seconds = time.perf_counter() - t0
+        layer_seconds.append(seconds)
+        if on_layer is not None:
+            on_layer(idx, seconds)
+    bar.close()
+
+    # Head reads the last junction (sliced only with slice_head).
+    rotate_readers([adapter.head()], q_in, schedule.head_dim)
+    return SlicingResult(
+        model=model,
+        facts=facts,
+        schedule=schedule,
+        fusion=fusion,
+        orientation=orientation,
+        seed=seed,
+        spectra=spectra,
+        layer_seconds=layer_seconds,
+        total_seconds=time.perf_counter() - start,
+        calibration={
+            "num_windows": int(calibration.shape[0]),
+            "seqlen": int(calibration.shape[1]),
+            "num_tokens": int(num_tokens),
+            "batch_size": int(batch_size),
+        },
+    )

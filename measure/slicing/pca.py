@@ -1,0 +1,107 @@
+"""Per-junction PCA of the residual stream (SliceGPT, Sec. 3.4 and Algorithm 1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.linalg
+import torch
+
+#: Damping added to the diagonal before the eigendecomposition, as a fraction of the
+#: mean diagonal (the reference's ``pca_calc``).
+DAMPING = 0.01
+
+
+class SecondMoment:
+    """Running uncentred second moment ``sum_t x_t x_t^T`` in float64.
+
+    Padded tokens (mask 0) are dropped. The activations may arrive in any dtype;
+    each batch's product is taken in float64.
+    """
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self.total = torch.zeros(dim, dim, dtype=torch.float64)
+        self.num_tokens = 0
+
+    def update(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        x = x.reshape(-1, self.dim)
+        if mask is not None:
+            x = x[mask.reshape(-1).to(torch.bool)]
+        x = x.to(torch.float64)
+        self.total.addmm_(x.T, x)
+        self.num_tokens += x.shape[0]
+
+    def pca(self, damping: float = DAMPING) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """Eigen-decomposition of the damped second moment.
+
+        Returns
+        -------
+        eigenvalues : undamped eigenvalues of the *summed* second moment, descending.
+        basis : orthonormal eigenvectors as columns, in the same order.
+        damp : the absolute damping that was added to the diagonal.
+        """
+        if self.num_tokens == 0:
+            raise ValueError("no calibration tokens reached this junction (all masked?)")
+        h = self.total.numpy().copy()
+        damp = damping * float(np.diagonal(h).mean())
+        h[np.diag_indices_from(h)] += damp
+        # LAPACK's divide-and-conquer driver: several times faster than
+        # torch.linalg.eigh on CPU for D in the hundreds, same float64 result.
+        values, vectors = scipy.linalg.eigh(h, driver="evd", overwrite_a=True, check_finite=False)
+        order = np.argsort(values)[::-1].copy()
+        values = torch.from_numpy(values[order] - damp)
+        vectors = torch.from_numpy(np.ascontiguousarray(vectors[:, order]))
+        return values, vectors, damp
+
+
+def random_orthogonal_upper_left(dim: int, kept: int, generator: torch.Generator) -> torch.Tensor:
+    """``diag(R, I)`` with ``R`` a Haar-random orthogonal ``kept x kept`` block.
+
+    Multiplying a PCA basis by it on the right keeps the retained subspace and
+    orients it randomly (the reference's ``final_orientation='random'``).
+    """
+    a = torch.randn(kept, kept, generator=generator, dtype=torch.float64)
+    q, r = torch.linalg.qr(a)
+    signs = torch.sign(torch.diagonal(r))
+    q = q * torch.where(signs == 0, torch.ones_like(signs), signs)
+    out = torch.eye(dim, dtype=torch.float64)
+    out[:kept, :kept] = q
+    return out
+
+
+@dataclass
+class JunctionSpectrum:
+    """What the PCA at one junction measured.
+
+    Attributes
+    ----------
+    name : junction name (``"embeddings"``, ``"layer.3.mid"``, ``"layer.3.out"``).
+    layer : layer index, ``-1`` for the embeddings.
+    position : ``"embeddings"``, ``"mid"`` or ``"out"``.
+    eigenvalues : eigenvalues of the undamped uncentred second moment *per token*
+        (``sum_t x x^T / num_tokens``), descending, float64.
+    kept_dim : width kept at this junction.
+    num_tokens : unmasked calibration tokens that reached the junction.
+    damping : damping added to the summed second moment (absolute).
+    second_moment : the per-token second moment (``D x D``), only when recorded.
+    basis : the basis used (PCA eigenvectors, times the random orientation if any),
+        only when recorded.
+    """
+
+    name: str
+    layer: int
+    position: str
+    eigenvalues: np.ndarray
+    kept_dim: int
+    num_tokens: int
+    damping: float
+    second_moment: np.ndarray | None = field(default=None, repr=False)
+    basis: np.ndarray | None = field(default=None, repr=False)
+
+    def retained_energy(self, kept_dim: int | None = None) -> float:
+        """Fraction of the second moment's trace in the top ``kept_dim`` directions."""
+        d = self.kept_dim if kept_dim is None else kept_dim
+        values = np.clip(self.eigenvalues, 0.0, None)
+        return float(values[:d].sum() / values.sum())
