@@ -15,7 +15,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-SUBCOMMANDS = ("measure", "ls")
+SUBCOMMANDS = ("measure", "validate", "predict", "report", "ls")
 
 
 def build_parser() -> argparse.ArgumentParser:
