@@ -96,6 +96,10 @@ class DenseReference:
     def meta(self) -> dict:
         return json.loads((self.directory / "meta.json").read_text())
 
+    @staticmethod
+    def exists(directory: str | os.PathLike[str]) -> bool:
+        return (Path(directory) / "meta.json").is_file()
+
     @classmethod
     def compute(
         cls,
@@ -114,7 +118,7 @@ class DenseReference:
         from tqdm.auto import tqdm
 
         directory = Path(directory)
-        if (directory / "meta.json").is_file():
+        if cls.exists(directory):
             return cls(directory)
         directory.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))

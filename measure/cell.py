@@ -103,7 +103,10 @@ def build_cell(
                 data[name] = (("layer",), value.astype(np.float64))
                 coords.setdefault("layer", np.arange(value.shape[0]))
             elif name == "window_kl_divergence":
-                data[name] = (("window",), value.astype(np.float64))
+                # Capture runs on the first windows only; the others are NaN.
+                padded = np.full(len(ppl.window_nll), np.nan)
+                padded[: value.shape[0]] = value
+                data[name] = (("window",), padded)
             else:
                 data[name] = ((), np.float64(value))
     ds = xr.Dataset(data, coords=coords)

@@ -81,7 +81,10 @@ VARIABLES: dict[str, Variable] = {
         (), "nat", "mean per-token KL(dense || sliced) of next-token distributions", False
     ),
     "window_kl_divergence": Variable(
-        ("window",), "nat", "mean per-token KL(dense || sliced) per window", False
+        ("window",),
+        "nat",
+        "mean per-token KL(dense || sliced) per window (NaN where not captured)",
+        False,
     ),
     "top1_agreement": Variable(
         (), "1", "share of tokens where sliced and dense argmax agree", False

@@ -288,12 +288,6 @@ def run_tasks(
     ``n_items`` caps the items per task (offline tasks draw them with ``seed``; hub tasks
     take the harness's first ``n_items``).
     """
-    import logging
-
-    from lm_eval import simple_evaluate
-    from lm_eval.models.huggingface import HFLM
-    from lm_eval.tasks import TaskManager
-
     tasks = check_tasks(tasks)
     offline = [t for t in tasks if t in OFFLINE_TASKS]
     hub = [t for t in tasks if t in HUB_TASKS]
@@ -301,13 +295,72 @@ def run_tasks(
     include = None
     if offline:
         include, hashes = write_offline_tasks(offline, n_items, seed)
-    manager = TaskManager(
-        include_path=str(include) if include else None, include_defaults=bool(hub)
+    samples = _evaluate(
+        model,
+        tokenizer,
+        [HARNESS_PREFIX + t for t in offline] + hub,
+        include,
+        hub=bool(hub),
+        limit=n_items if hub else None,
+        seed=seed,
+        batch_size=batch_size,
+        progress=progress,
     )
+    results = {}
+    for task in tasks:
+        name = HARNESS_PREFIX + task if task in offline else task
+        results[task] = _result(task, TASKS[task], samples[name], hashes.get(task, ""))
+    return results
+
+
+def run_items(
+    model,
+    tokenizer,
+    items: dict[str, list[dict]],
+    *,
+    metric: Metric = "acc",
+    batch_size: int = 16,
+    directory: Path | None = None,
+) -> dict[str, TaskResult]:
+    """Evaluate handmade multiple-choice items (``query``, ``choices``, ``gold``, ``id``)
+    through the same harness path as the shipped tasks."""
+    from measure.models import cache_dir
+
+    text = {n: "".join(json.dumps(i) + "\n" for i in its) for n, its in items.items()}
+    key = hashlib.sha256(json.dumps(text, sort_keys=True).encode()).hexdigest()[:16]
+    directory = (directory or cache_dir() / "tasks") / f"items-{key}"
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, payload in text.items():
+        _atomic_write(directory / f"{name}.jsonl", payload)
+        config = _task_config(name, directory / f"{name}.jsonl")
+        _atomic_write(directory / f"{name}.yaml", json.dumps(config))
+    samples = _evaluate(
+        model,
+        tokenizer,
+        [HARNESS_PREFIX + n for n in items],
+        directory,
+        hub=False,
+        limit=None,
+        seed=0,
+        batch_size=batch_size,
+        progress=False,
+    )
+    return {n: _result(n, metric, samples[HARNESS_PREFIX + n], "") for n in items}
+
+
+def _evaluate(
+    model, tokenizer, harness_names, include, *, hub, limit, seed, batch_size, progress
+) -> dict[str, list[dict]]:
+    import logging
+
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    manager = TaskManager(include_path=str(include) if include else None, include_defaults=hub)
     device = str(next(model.parameters()).device)
     logging.getLogger("lm_eval").setLevel(logging.WARNING if progress else logging.ERROR)
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device)
-    harness_names = [HARNESS_PREFIX + t for t in offline] + hub
     try:
         output = simple_evaluate(
             model=lm,
@@ -315,46 +368,41 @@ def run_tasks(
             task_manager=manager,
             log_samples=True,
             bootstrap_iters=0,
-            limit=n_items if hub else None,
+            limit=limit,
             random_seed=seed,
             numpy_random_seed=seed,
             torch_random_seed=seed,
             fewshot_random_seed=seed,
         )
     except Exception as exc:  # noqa: BLE001
-        if hub and ("offline" in str(exc).lower() or "connect" in str(exc).lower()):
+        text = str(exc).lower()
+        if hub and ("offline" in text or "connect" in text or "resolve" in text):
             from measure.errors import CorpusError
 
             raise CorpusError(
-                f"The hub tasks {', '.join(hub)} need the Hugging Face hub, which cannot be "
-                f"reached ({type(exc).__name__}). Offline, use --tasks "
-                f"{','.join(OFFLINE_TASKS)}."
+                "The hub tasks need the Hugging Face hub, which cannot be reached "
+                f"({type(exc).__name__}). Offline, use --tasks {','.join(OFFLINE_TASKS)}."
             ) from None
         raise
-    results = {}
-    for task in tasks:
-        samples = sorted(
-            output["samples"][HARNESS_PREFIX + task if task in offline else task],
-            key=lambda s: s["doc_id"],
-        )
-        acc = np.array([s["acc"] for s in samples], dtype=np.int8)
-        acc_norm = np.array([s.get("acc_norm", s["acc"]) for s in samples], dtype=np.int8)
-        metric = TASKS[task]
-        correct = acc_norm if metric == "acc_norm" else acc
-        ids = tuple(
-            str(s["doc"].get("id", s["doc_id"]))
-            if isinstance(s.get("doc"), dict)
-            else str(s["doc_id"])
-            for s in samples
-        )
-        results[task] = TaskResult(
-            task=task,
-            metric=metric,
-            accuracy=float(correct.mean()),
-            item_id=ids,
-            correct=correct,
-            correct_acc=acc,
-            correct_acc_norm=acc_norm,
-            data_sha256=hashes.get(task, ""),
-        )
-    return results
+    return output["samples"]
+
+
+def _result(task: str, metric: Metric, samples: list[dict], data_sha256: str) -> TaskResult:
+    samples = sorted(samples, key=lambda s: s["doc_id"])
+    acc = np.array([s["acc"] for s in samples], dtype=np.int8)
+    acc_norm = np.array([s.get("acc_norm", s["acc"]) for s in samples], dtype=np.int8)
+    correct = acc_norm if metric == "acc_norm" else acc
+    ids = tuple(
+        str(s["doc"].get("id", s["doc_id"])) if isinstance(s.get("doc"), dict) else str(s["doc_id"])
+        for s in samples
+    )
+    return TaskResult(
+        task=task,
+        metric=metric,
+        accuracy=float(correct.mean()),
+        item_id=ids,
+        correct=correct,
+        correct_acc=acc,
+        correct_acc_norm=acc_norm,
+        data_sha256=data_sha256,
+    )

@@ -1,88 +1,220 @@
-"""``python -m fit measure``: measure a model on a corpus (dense perplexity)."""
+"""``python -m fit measure``: run a resumable measurement sweep into netCDF archives."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from fit.cli.common import add_corpus_arguments, add_model_arguments, library_versions
+from fit.cli.common import add_model_arguments, positive_int
 
 EPILOG = """examples:
-  python -m fit measure                              # SmolLM2 on enwiki-sample, offline
-  python -m fit measure --eval-windows 16 --json     # quick check, machine-readable
-  python -m fit measure --model llama3 --device cuda --dtype bfloat16 --corpus wikitext2 --seqlen 2048
+  python -m fit measure                                          # dense cell of SmolLM2 (offline)
+  python -m fit measure --sparsity 0.1,0.2,0.25,0.3,0.4,0.5      # the CPU sweep of the README
+  python -m fit measure --kept-dim 512,448 --profile quick       # a smoke test
+  python -m fit measure --model llama3 --profile paper --sparsity 0.25   # GPU, hub access
+
+Killed part-way, the same command resumes: finished cells (same config hash) are skipped.
 """
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "measure",
-        help="measure perplexity of a model on a corpus",
-        description="Measure the dense perplexity of a model under the SliceGPT protocol "
-        "(documents joined by blank lines, tokenized once, non-overlapping windows, "
-        "PPL = exp(mean window NLL)).",
+        help="measure dense and sliced cells into netCDF archives",
+        description="Slice a model at each kept dimension (SliceGPT) and measure perplexity, "
+        "zero-shot accuracy and the activation flow against the dense parent; one netCDF "
+        "archive per (model, kept_dim) cell. The dense cell (kept_dim = hidden size) is "
+        "always part of the sweep.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_model_arguments(parser)
-    add_corpus_arguments(parser)
+    add_sweep_arguments(parser)
     out = parser.add_argument_group("output")
-    out.add_argument("--json", action="store_true", help="print one JSON record instead of text")
+    out.add_argument("--output", default=None, help="archive directory (default: runs/<model>)")
+    out.add_argument("--json", action="store_true", help="print the cell table as JSON")
     out.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    import time
+def float_list(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers separated by commas, got {text!r}"
+        ) from None
 
-    from measure.data import evaluation_windows, load_corpus, tokenize_texts
-    from measure.metrics import perplexity
-    from measure.models import load_model
 
-    start = time.perf_counter()
-    corpus = load_corpus(args.corpus)  # cheap input errors first, before loading weights
-    loaded = load_model(
-        args.model,
-        device=args.device,
-        dtype=args.dtype,
-        device_map=args.device_map,
-        revision=args.revision,
-        trust_remote_code=args.trust_remote_code,
+def int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected integers separated by commas, got {text!r}"
+        ) from None
+
+
+def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    grid = parser.add_argument_group("grid")
+    grid.add_argument("--sparsity", type=float_list, default=[], help="e.g. 0.1,0.25,0.5")
+    grid.add_argument("--kept-dim", type=int_list, default=[], help="e.g. 512,448")
+    proto = parser.add_argument_group("protocol (defaults come from --profile)")
+    proto.add_argument(
+        "--profile",
+        default="cpu",
+        choices=("cpu", "paper", "quick"),
+        help="cpu: the documented CPU default; paper: SliceGPT's GPU protocol; quick: smoke test",
     )
-    tokens = tokenize_texts(corpus.evaluation, loaded.tokenizer)
-    windows = evaluation_windows(
-        tokens, args.seqlen, args.eval_windows, name=f"{corpus.name} evaluation"
+    proto.add_argument("--calibration-corpus", default=None, help="corpus for PCA")
+    proto.add_argument("--nsamples", type=positive_int, default=None, help="calibration windows")
+    proto.add_argument("--calibration-seqlen", type=positive_int, default=None)
+    proto.add_argument("--calibration-mode", choices=("random", "contiguous"), default=None)
+    proto.add_argument("--seed", type=int, default=None, help="calibration sampling seed")
+    proto.add_argument("--orientation", choices=("pca", "random"), default=None)
+    proto.add_argument("--slice-head", action="store_true", default=None)
+    proto.add_argument("--corpus", dest="eval_corpus", default=None, help="evaluation corpus")
+    proto.add_argument("--seqlen", dest="eval_seqlen", type=positive_int, default=None)
+    proto.add_argument("--eval-windows", type=positive_int, default=None)
+    proto.add_argument("--batch-size", type=positive_int, default=None)
+    proto.add_argument(
+        "--tasks",
+        default=None,
+        help="comma-separated task names, or 'none' (see python -m fit ls)",
     )
-    result = perplexity(
-        loaded.model,
-        windows,
-        batch_size=args.batch_size,
-        progress=not args.no_progress,
-        description="dense perplexity",
-    )
-    record = {
-        "ppl": result.ppl,
-        "mean_nll": result.mean_nll,
-        "windows": int(windows.shape[0]),
-        "seqlen": args.seqlen,
-        "eval_tokens": int(windows.numel()),
+    proto.add_argument("--task-items", type=positive_int, default=None, help="items per task")
+    proto.add_argument("--capture-windows", type=int, default=None, help="0 turns capture off")
+    proto.add_argument("--keep-token-nll", action="store_true", default=None)
+
+
+def config_from_args(args: argparse.Namespace):
+    from measure.sweep import MeasureConfig
+    from measure.tasks import check_tasks
+
+    tasks = None
+    if args.tasks is not None:
+        names = (
+            []
+            if args.tasks.strip().lower() == "none"
+            else [t.strip() for t in args.tasks.split(",") if t.strip()]
+        )
+        tasks = tuple(check_tasks(names))
+    overrides = {
+        "model": args.model,
+        "revision": args.revision,
+        "dtype": args.dtype,
+        "device": args.device,
+        "device_map": args.device_map,
+        "calibration_corpus": args.calibration_corpus,
+        "nsamples": args.nsamples,
+        "calibration_seqlen": args.calibration_seqlen,
+        "calibration_mode": args.calibration_mode,
+        "seed": args.seed,
+        "orientation": args.orientation,
+        "slice_head": args.slice_head,
+        "eval_corpus": args.eval_corpus,
+        "eval_seqlen": args.eval_seqlen,
+        "eval_windows": args.eval_windows,
         "batch_size": args.batch_size,
-        **loaded.provenance,
-        **corpus.describe(),
-        "eval_part": "evaluation",
-        "versions": library_versions(),
-        "wall_seconds": round(time.perf_counter() - start, 2),
+        "tasks": tasks,
+        "task_items": args.task_items,
+        "capture_windows": args.capture_windows,
+        "keep_token_nll": args.keep_token_nll,
     }
+    # Model options given explicitly on the command line win over the profile.
+    config = MeasureConfig.from_profile(args.profile, **overrides)
+    return config
+
+
+def default_output(model: str) -> str:
+    from measure.archive import model_slug
+
+    return f"runs/{model_slug(model)}"
+
+
+def run_sweep(args: argparse.Namespace):
+    """Run (or resume) the sweep the arguments describe; return (sweep, kept dims)."""
+    from measure.sweep import Sweep, kept_dims_for
+
+    config = config_from_args(args)
+    sweep = Sweep(
+        config, args.output or default_output(config.model), progress=not args.no_progress
+    )
+    hidden = sweep.prepare()["facts"].hidden_size
+    kept = kept_dims_for(
+        hidden, sparsities=args.sparsity, kept_dims=args.kept_dim, round_to=config.round_to
+    )
+    sweep.run(kept)
+    return sweep, kept
+
+
+def cell_table(sweep, kept_dims) -> list[dict]:
+    import numpy as np
+
+    from measure.archive import read_cell
+
+    rows = []
+    for d in kept_dims:
+        ds = read_cell(sweep.path(d))
+        row = {
+            "kept_dim": d,
+            "sparsity": round(float(ds.attrs.get("sparsity", 0.0)), 4),
+            "parameter_count": int(ds.attrs.get("parameter_count", 0)),
+            "ppl": float(ds.ppl),
+        }
+        if "accuracy" in ds:
+            for task, acc in zip(ds.task.values, ds.accuracy.values):
+                row[f"acc:{task}"] = float(acc)
+        for var in ("kl_divergence", "logit_scale", "top1_agreement"):
+            row[var] = float(ds[var]) if var in ds else float("nan")
+        row["retained_energy"] = (
+            float(ds.retained_energy.mean()) if "retained_energy" in ds else float("nan")
+        )
+        row["cell_seconds"] = float(ds.attrs.get("cell_seconds", np.nan))
+        row["file"] = sweep.path(d).name
+        rows.append(row)
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    if not rows:
+        return
+    columns = [c for c in rows[0] if c != "file"]
+    formatted = [[_fmt(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in formatted)) for i, c in enumerate(columns)]
+    print("  ".join(c.rjust(w) for c, w in zip(columns, widths)))
+    for r in formatted:
+        print("  ".join(v.rjust(w) for v, w in zip(r, widths)))
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        if value != value:
+            return "-"
+        return f"{value:.4g}"
+    return str(value)
+
+
+def run(args: argparse.Namespace) -> int:
+    sweep, kept = run_sweep(args)
+    rows = cell_table(sweep, kept)
     if args.json:
-        print(json.dumps(record, indent=2))
+        print(
+            json.dumps(
+                {"config_hash": sweep.hash, "output": str(sweep.output), "cells": rows}, indent=2
+            )
+        )
         return 0
-    print(f"dense perplexity  {result.ppl:.4g}  (mean window NLL {result.mean_nll:.4f} nats)")
-    print("protocol")
-    width = max(len(k) for k in record)
-    for key, value in record.items():
-        if key in {"ppl", "mean_nll"}:
-            continue
-        if isinstance(value, dict):
-            value = ", ".join(f"{k} {v}" for k, v in value.items())
-        print(f"  {key:<{width}}  {value}")
+    attrs = sweep.prepare()["attrs"] if sweep._prepared else {}
+    print_table(rows)
+    print(f"archives: {sweep.output} (config hash {sweep.hash[:12]})")
+    if attrs:
+        print(
+            f"protocol: {attrs['model_id']} sha256 {str(attrs['model_sha256'])[:12]} "
+            f"{attrs['dtype']} {attrs['device']}; calibration {attrs['calibration_corpus']} "
+            f"{attrs['nsamples']}x{attrs['calibration_seqlen']} seed {attrs['seed']}; eval "
+            f"{attrs['eval_corpus']} {attrs['eval_windows']}x{attrs['eval_seqlen']} "
+            f"(sha256 {attrs['evaluation_sha256'][:12]}); tasks {','.join(attrs['tasks']) or 'none'}"
+            f" lm-eval {attrs['harness_version']}"
+        )
     return 0
