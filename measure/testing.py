@@ -28,6 +28,26 @@ Family = Literal["llama", "llama-tied", "mistral", "qwen2", "phi3", "opt", "phi"
 #: (the SmolLM2 case).
 FAMILIES: tuple[Family, ...] = ("llama", "llama-tied", "mistral", "qwen2", "phi3", "opt", "phi")
 
+#: The tiny family that exercises each built-in adapter.
+FAMILY_OF_ARCHITECTURE: dict[str, Family] = {
+    "LlamaForCausalLM": "llama",
+    "MistralForCausalLM": "mistral",
+    "Qwen2ForCausalLM": "qwen2",
+    "Phi3ForCausalLM": "phi3",
+    "OPTForCausalLM": "opt",
+    "PhiForCausalLM": "phi",
+}
+
+
+def fusion_tolerance(norm_kind: str) -> float:
+    """Tolerance for comparing a fused float64 model with its dense parent.
+
+    HF's RMSNorm casts its input to float32 whatever the model dtype, so a dense
+    float64 RMSNorm model is only float32-accurate; the fused model's norm is not.
+    LayerNorm models have no such cast and agree to float64 rounding.
+    """
+    return 1e-5 if norm_kind == "rms" else 1e-10
+
 
 def tiny_config(
     family: Family,

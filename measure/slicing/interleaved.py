@@ -9,16 +9,20 @@ The reference runs every sequential block twice over the calibration tokens: onc
 to read the mid-block junction, and once more, after the attention output and MLP
 inputs have been rotated, to read the block output. Here each half runs once:
 
-1. attention half on the sliced input ``x`` (attention inputs already rotated):
-   ``mid = x S + attn(norm(x))`` with ``S = Q_in[:, :d_in]^T``, written in the
-   unrotated basis, accumulated into the mid second moment;
-2. after the mid PCA, the sliced mid stream is ``mid Q_mid[:, :d_mid]``: exactly
-   what the rotated attention output and the shortcut ``S Q_mid[:, :d_mid]`` would
-   produce, so the attention half need not run again;
-3. MLP half on that stream, written in the unrotated basis, accumulated into the
-   output second moment.
+1. attention half on the sliced input ``x`` (attention inputs already rotated),
+   with the attention output temporarily rotated by the full input basis ``Q_in``.
+   In that basis the residual is ``[x, 0]``, so the mid junction is
+   ``attn(norm(x)) + [x, 0]``: no projection back to the unrotated basis;
+2. the PCA of that signal gives ``V`` with ``Q_mid = Q_in V``; the sliced mid stream
+   is ``mid V[:, :d_mid]``, exactly what the final rotated attention output and the
+   shortcut ``Q_in[:, :d_in]^T Q_mid[:, :d_mid]`` produce, so the attention half
+   need not run again;
+3. MLP half on that stream, the same way in the basis ``Q_mid``.
 
-Parallel blocks (Phi-2) already need one pass, as in the reference.
+The eigenvalues do not depend on the basis a junction is measured in, and the
+eigenvectors map back exactly (``Q = Q_prev V``, float64), so this is the
+reference's computation, reordered. Parallel blocks (Phi-2) need one pass, as in
+the reference.
 """
 
 from __future__ import annotations
@@ -148,6 +152,22 @@ def capture_layer0_inputs(
     return inputs, layer_kwargs
 
 
+def _rotate_writer_temporarily(linear: nn.Linear, q: torch.Tensor) -> Callable[[], None]:
+    """Rotate a residual writer by the full basis ``q`` for the calibration pass only.
+
+    Returns a function that puts the original parameters back, so that the final
+    rotation starts from the unrounded weights.
+    """
+    weight, bias = linear.weight, linear.bias
+    rotate_writer(linear, q, q.shape[1])
+
+    def restore() -> None:
+        linear.weight, linear.bias = weight, bias
+        linear.out_features = weight.shape[0]
+
+    return restore
+
+
 def _batches(
     tokens: torch.Tensor, attention_mask: torch.Tensor | None, batch_size: int
 ) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
@@ -247,13 +267,22 @@ def slice_model(
     xs, layer_kwargs = capture_layer0_inputs(model, adapter, batches)
     num_tokens = 0
 
-    def junction(moment: SecondMoment, name: str, layer: int, position: str, dim: int):
+    def junction(moment, previous, name, layer, position, dim):
+        """PCA of a junction measured in the ``previous`` basis; returns the new basis
+        relative to ``previous`` and the absolute one (``previous @ relative``)."""
         nonlocal num_tokens
-        values, basis, damp = moment.pca(damping)
+        values, relative, damp = moment.pca(damping)
         if orientation == "random":
-            basis = basis @ random_orthogonal_upper_left(hidden, dim, generator)
+            relative = relative @ random_orthogonal_upper_left(hidden, dim, generator)
+        absolute = relative if previous is None else previous @ relative
         count = moment.num_tokens
         num_tokens = count
+        second = None
+        if record_second_moments:
+            second = moment.total / count
+            if previous is not None:  # back to the unrotated basis
+                second = previous @ second @ previous.T
+            second = second.numpy()
         spectra.append(
             JunctionSpectrum(
                 name=name,
@@ -263,21 +292,21 @@ def slice_model(
                 kept_dim=dim,
                 num_tokens=count,
                 damping=damp,
-                second_moment=(moment.total / count).numpy() if record_second_moments else None,
-                basis=basis.numpy().copy() if record_second_moments else None,
+                second_moment=second,
+                basis=absolute.numpy().copy() if record_second_moments else None,
             )
         )
-        return basis
+        return relative, absolute
 
     # Embeddings junction (SliceGPT Alg. 1, line 2).
     moment = SecondMoment(hidden)
     for x, mask in zip(xs, masks):
         moment.update(x, mask)
-    q_in = junction(moment, "embeddings", -1, "embeddings", schedule.embedding_dim)
     d_in = schedule.embedding_dim
+    _, q_in = junction(moment, None, "embeddings", -1, "embeddings", d_in)
     rotate_embeddings(adapter, q_in, d_in)
-    basis = q_in[:, :d_in].to(dtype)
-    xs = [x @ basis for x in xs]
+    to_in = q_in[:, :d_in].to(dtype)
+    xs = [x @ to_in for x in xs]
 
     layer_seconds: list[float] = []
     layers = adapter.layers()
@@ -285,58 +314,65 @@ def slice_model(
     for idx, layer in enumerate(bar):
         t0 = time.perf_counter()
         d_out = schedule.out_dim(idx)
-        back_in = q_in[:, :d_in].T.to(dtype)  # sliced stream -> unrotated basis
         attn_norm = adapter.attention_norm(layer)
+        attn_out, mlp_out = adapter.attention_output(layer), adapter.mlp_output(layer)
         if facts.block_kind == "sequential":
             d_mid = schedule.mid_dim(idx)
             rotate_readers(adapter.attention_inputs(layer), q_in, d_in)
-            # Attention half, once: mid junction in the unrotated basis.
+            # Attention half, once, written in the input basis: there the residual
+            # occupies the first d_in coordinates, so no projection is needed.
+            restore = _rotate_writer_temporarily(attn_out, q_in)
             moment = SecondMoment(hidden)
             mids = []
             for i, (x, kwargs) in enumerate(zip(xs, layer_kwargs)):
-                attn = adapter.attention_forward(layer, attn_norm(x), kwargs)
-                mid = torch.addmm(attn.flatten(0, -2), x.flatten(0, -2), back_in).view_as(attn)
+                mid = adapter.attention_forward(layer, attn_norm(x), kwargs)
+                mid[..., :d_in] += x
                 moment.update(mid, masks[i])
                 mids.append(mid)
                 xs[i] = None  # free the layer input
-            q_mid = junction(moment, f"layer.{idx}.mid", idx, "mid", d_mid)
-            rotate_writer(adapter.attention_output(layer), q_mid, d_mid)
+            restore()
+            rel_mid, q_mid = junction(moment, q_in, f"layer.{idx}.mid", idx, "mid", d_mid)
+            rotate_writer(attn_out, q_mid, d_mid)
             rotate_readers(adapter.mlp_inputs(layer), q_mid, d_mid)
             set_shortcut(layer, "attn_shortcut", shortcut(q_in, d_in, q_mid, d_mid), dtype)
-            # MLP half, once, on the sliced mid stream.
-            to_mid = q_mid[:, :d_mid].to(dtype)
-            back_mid = to_mid.T.contiguous()
+            # MLP half, once, on the sliced mid stream, written in the mid basis.
+            to_mid = rel_mid[:, :d_mid].to(dtype)
+            restore = _rotate_writer_temporarily(mlp_out, q_mid)
             mlp_norm = adapter.mlp_norm(layer)
             moment = SecondMoment(hidden)
             outs = []
             for i, mid in enumerate(mids):
                 mid_s = mid @ to_mid
                 mids[i] = None
-                mlp = adapter.mlp_forward(layer, mlp_norm(mid_s))
-                out = torch.addmm(mlp.flatten(0, -2), mid_s.flatten(0, -2), back_mid).view_as(mlp)
+                out = adapter.mlp_forward(layer, mlp_norm(mid_s))
+                out[..., :d_mid] += mid_s
                 moment.update(out, masks[i])
                 outs.append(out)
-            q_out = junction(moment, f"layer.{idx}.out", idx, "out", d_out)
-            rotate_writer(adapter.mlp_output(layer), q_out, d_out)
+            restore()
+            rel_out, q_out = junction(moment, q_mid, f"layer.{idx}.out", idx, "out", d_out)
+            rotate_writer(mlp_out, q_out, d_out)
             set_shortcut(layer, "mlp_shortcut", shortcut(q_mid, d_mid, q_out, d_out), dtype)
         else:
             rotate_readers(adapter.attention_inputs(layer) + adapter.mlp_inputs(layer), q_in, d_in)
+            restore_attn = _rotate_writer_temporarily(attn_out, q_in)
+            restore_mlp = _rotate_writer_temporarily(mlp_out, q_in)
             moment = SecondMoment(hidden)
             outs = []
             for i, (x, kwargs) in enumerate(zip(xs, layer_kwargs)):
                 normed = attn_norm(x)
-                attn = adapter.attention_forward(layer, normed, kwargs)
-                mlp = adapter.mlp_forward(layer, normed)
-                out = torch.addmm((attn + mlp).flatten(0, -2), x.flatten(0, -2), back_in)
-                out = out.view_as(attn)
+                out = adapter.attention_forward(layer, normed, kwargs)
+                out += adapter.mlp_forward(layer, normed)
+                out[..., :d_in] += x
                 moment.update(out, masks[i])
                 outs.append(out)
                 xs[i] = None
-            q_out = junction(moment, f"layer.{idx}.out", idx, "out", d_out)
-            rotate_writer(adapter.attention_output(layer), q_out, d_out)
-            rotate_writer(adapter.mlp_output(layer), q_out, d_out)
+            restore_attn()
+            restore_mlp()
+            rel_out, q_out = junction(moment, q_in, f"layer.{idx}.out", idx, "out", d_out)
+            rotate_writer(attn_out, q_out, d_out)
+            rotate_writer(mlp_out, q_out, d_out)
             set_shortcut(layer, "attn_shortcut", shortcut(q_in, d_in, q_out, d_out), dtype)
-        to_out = q_out[:, :d_out].to(dtype)
+        to_out = rel_out[:, :d_out].to(dtype)
         xs = [out @ to_out for out in outs]
         del outs
         q_in, d_in = q_out, d_out
