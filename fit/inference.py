@@ -135,9 +135,8 @@ def nested_test(
     Parameters
     ----------
     restricted, full : FitResult
-        Fits of the nested relation and of its generalisation. Both must rest on the
-        same observations (an anchored restricted relation has zero residual on the
-        dense row, so its residual sum of squares is the same with or without it).
+        Fits of the nested relation and of its generalisation, on the same observations
+        with the same weights.
     alpha : float
     name : str
     **labels
@@ -165,8 +164,7 @@ def nested_test(
     n = full.nobs
     if q <= 0:
         raise ValueError("the full fit must have more constants than the restricted one")
-    extra_rows = restricted.nobs - full.nobs
-    if extra_rows not in (0, -1):
+    if restricted.nobs != full.nobs:
         raise ValueError("nested fits must rest on the same observations")
     df2 = n - len(full.params)
     if df2 < 1:

@@ -354,6 +354,8 @@ def _validate_table(table: pd.DataFrame, line_numbers: bool) -> pd.DataFrame:
         )
     if table.empty:
         raise ObservationError("the observation table has no rows.")
+    if not (line_numbers and table.index.is_unique):
+        table = table.reset_index(drop=True)  # row numbers in messages count from 0
     out = pd.DataFrame(index=table.index)
     for column in ("model", "metric"):
         text = table[column].astype("string").str.strip()

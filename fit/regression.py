@@ -17,9 +17,13 @@ analytic gradient as the Jacobian; its covariance is ``s^2 (J^T W J)^{-1}`` with
 ``s^2 = RSS / (n - p)``, which is what WLS reports for a linear model. Linearity is
 decided symbolically (all second derivatives in the parameters vanish).
 
-Anchored relations reproduce the dense value exactly, so only the sliced rows
-(``kept_dim < hidden_size``) inform their constants; a relation that is not anchored is
-fitted on the dense row too.
+Only the sliced rows (``kept_dim < hidden_size``) inform the constants. The dense value
+enters every relation as an input, so the dense row carries no noise of its own relative
+to the relation: an anchored relation reproduces it exactly, and for one that is not
+anchored (``ppl_affine_free``) including it would add a noise-free point to a fit that
+assumes equal noise everywhere, biasing the residual variance and the intervals. Whether
+the dense point lies on the fitted line is instead the nested test of the anchored
+relation (``ppl_affine``) within the free one.
 
 Intervals
 ---------
@@ -112,10 +116,8 @@ def relation_inputs(relation: Relation, rows: pd.DataFrame) -> dict[str, np.ndar
 
 
 def fit_rows(relation: Relation, rows: pd.DataFrame) -> pd.DataFrame:
-    """The rows that inform the relation's constants (sliced rows, plus dense if not anchored)."""
-    if relation.anchored:
-        rows = rows[rows.kept_dim < rows.hidden_size]
-    return rows
+    """The rows that inform the relation's constants: the sliced ones (module docstring)."""
+    return rows[rows.kept_dim < rows.hidden_size]
 
 
 def applicable(relation: Relation, rows: pd.DataFrame, metric: str) -> tuple[bool, str]:
@@ -399,8 +401,8 @@ def fit_relation(
     label : str
         What the rows are, for the summary.
     select_rows : bool
-        Drop the dense row for anchored relations (:func:`fit_rows`); pass ``False``
-        when ``rows`` is already the fitting set.
+        Keep only the sliced rows (:func:`fit_rows`); pass ``False`` when ``rows`` is
+        already the fitting set.
 
     Raises
     ------
@@ -414,7 +416,7 @@ def fit_relation(
     ...                      "value": [10.0, 10.0 ** (64 / 48), 100.0, 10.0 ** 4],
     ...                      "dense_value": 10.0})
     >>> fit = fit_relation("ppl_power", rows)
-    >>> round(fit.params[0], 6), fit.method, fit.nobs
+    >>> round(float(fit.params[0]), 6), fit.method, fit.nobs
     (1.0, 'NLS', 3)
     """
     relation = _relation(relation)

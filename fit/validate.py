@@ -287,7 +287,8 @@ def run_validation(
             part, fit, part_tests = _analyse_relation(
                 relation, rows, labels, boot, alpha, ppl_tolerance, acc_tolerance
             )
-            prediction_parts.append(part)
+            if not part.empty:
+                prediction_parts.append(part)
             tests += part_tests
             if fit is not None:
                 fits.append(fit)
@@ -421,7 +422,11 @@ def _analyse_relation(
             targets = fit_rows(relation, rows)
             pred = predict(relation, targets, fit=fit, alpha=alpha)
             parts.append(_frame(targets, pred, relation, "fitted", labels))
-        parts.append(_lodo(relation, rows, labels, alpha))
+        lodo = _lodo(relation, rows, labels, alpha)
+        if lodo is not None:
+            parts.append(lodo)
+    if not parts:
+        return pd.DataFrame(), fit, []
     frame = pd.concat(parts, ignore_index=True)
 
     tests = []
@@ -487,7 +492,9 @@ def _frame(
     return frame.reset_index(drop=True)
 
 
-def _lodo(relation: Relation, rows: pd.DataFrame, labels: dict, alpha: float) -> pd.DataFrame:
+def _lodo(
+    relation: Relation, rows: pd.DataFrame, labels: dict, alpha: float
+) -> pd.DataFrame | None:
     """Leave one kept width out: fit on the others, predict the one left out."""
     training = fit_rows(relation, rows)
     parts = []
@@ -501,7 +508,7 @@ def _lodo(relation: Relation, rows: pd.DataFrame, labels: dict, alpha: float) ->
         pred = predict(relation, target, fit=fit, alpha=alpha)
         parts.append(_frame(target, pred, relation, "lodo", labels))
     if not parts:
-        return pd.DataFrame(columns=[*_ID, "relation", "mode", "kept_dim"])
+        return None
     return pd.concat(parts, ignore_index=True)
 
 
