@@ -187,3 +187,10 @@ def test_predict_prints_every_no_constant_relation_and_counts(capsys):
     assert record["dense"]["parameters"] == LLAMA3_8B.parameter_count()
     assert main(["predict", "--hidden-size", "64", "--dense-ppl", "0.5", "--kept-dim", "32"]) == 2
     assert "--dense-ppl must exceed 1" in capsys.readouterr().err
+
+
+def test_ls_lists_relations_adapters_and_tasks(capsys):
+    assert main(["ls"]) == 0
+    out = capsys.readouterr().out
+    for expected in ("relations", "ppl_reported", "logit_temperature", "LlamaForCausalLM", "piqa"):
+        assert expected in out
