@@ -44,8 +44,9 @@ def child(n_windows: int, kept_dim: int, measure_time: bool) -> dict:
         out["reference_seconds"] = time.perf_counter() - start
         del dense
         sliced = load_model("smollm2")
-        result = slice_model(sliced.model, cal, kept_dim=kept_dim, record_second_moments=True,
-                             progress=False)
+        result = slice_model(
+            sliced.model, cal, kept_dim=kept_dim, record_second_moments=True, progress=False
+        )
         bases = [s.basis[:, : s.kept_dim] for s in result.spectra if s.position == "out"]
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         if measure_time:
@@ -75,24 +76,39 @@ def main() -> None:
         return
     runs = []
     for factor in (1, 2, 4):
-        cmd = [sys.executable, __file__, "--child", "--windows", str(args.windows * factor),
-               "--kept-dim", str(args.kept_dim)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            "--windows",
+            str(args.windows * factor),
+            "--kept-dim",
+            str(args.kept_dim),
+        ]
         if factor == 1:
             cmd.append("--time")
         text = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         runs.append(json.loads(text.strip().splitlines()[-1]))
     base = runs[0]
-    print(f"SmolLM2, d={args.kept_dim}, windows of 512 tokens, torch threads "
-          f"{os.environ.get('OMP_NUM_THREADS', 'default')}")
+    print(
+        f"SmolLM2, d={args.kept_dim}, windows of 512 tokens, torch threads "
+        f"{os.environ.get('OMP_NUM_THREADS', 'default')}"
+    )
     print(f"evaluation without capture ({base['windows']} windows): {base['eval_seconds']:.2f} s")
-    print(f"evaluation with capture    ({base['windows']} windows): "
-          f"{base['eval_with_capture_seconds']:.2f} s")
-    print(f"capture overhead ratio: {base['eval_with_capture_seconds'] / base['eval_seconds']:.2f}x")
+    print(
+        f"evaluation with capture    ({base['windows']} windows): "
+        f"{base['eval_with_capture_seconds']:.2f} s"
+    )
+    print(
+        f"capture overhead ratio: {base['eval_with_capture_seconds'] / base['eval_seconds']:.2f}x"
+    )
     print(f"dense reference (once per sweep): {base['reference_seconds']:.2f} s")
     print("peak RSS of a capture run (fresh process each):")
     for run in runs:
-        print(f"  {run['windows']:>3} windows: {run['peak_rss_mib']:.0f} MiB "
-              f"(before capture {run['peak_rss_mib_before_capture']:.0f} MiB)")
+        print(
+            f"  {run['windows']:>3} windows: {run['peak_rss_mib']:.0f} MiB "
+            f"(before capture {run['peak_rss_mib_before_capture']:.0f} MiB)"
+        )
 
 
 if __name__ == "__main__":

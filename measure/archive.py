@@ -174,5 +174,9 @@ def open_sweep(
         )
     for key in CELL_ATTRS:
         combined.attrs.pop(key, None)
+    # Per-file encodings (an int dtype of a variable that the outer join filled with NaN
+    # in the dense cell, say) do not describe the combined data.
+    for variable in combined.variables.values():
+        variable.encoding.clear()
     combined.attrs["cells"] = json.dumps([p.name for p, _ in cells])
     return combined

@@ -132,14 +132,13 @@ def default_output(model: str) -> str:
     return f"runs/{model_slug(model)}"
 
 
-def run_sweep(args: argparse.Namespace):
+def run_sweep(args: argparse.Namespace, output=None):
     """Run (or resume) the sweep the arguments describe; return (sweep, kept dims)."""
     from measure.sweep import Sweep, kept_dims_for
 
     config = config_from_args(args)
-    sweep = Sweep(
-        config, args.output or default_output(config.model), progress=not args.no_progress
-    )
+    output = output or getattr(args, "output", None) or default_output(config.model)
+    sweep = Sweep(config, output, progress=not args.no_progress)
     hidden = sweep.prepare()["facts"].hidden_size
     kept = kept_dims_for(
         hidden, sparsities=args.sparsity, kept_dims=args.kept_dim, round_to=config.round_to

@@ -31,7 +31,7 @@ def add_parser(subparsers: Any) -> None:
         ("--alpha", float),
         ("--ppl-tolerance", float),
         ("--acc-tolerance", float),
-        ("--seed", int),
+        ("--bootstrap-seed", int),
         ("--n-boot", int),
     ):
         group.add_argument(flag, type=kind, default=None)
@@ -68,10 +68,17 @@ def run(args: argparse.Namespace) -> int:
         if key in settings
     }
     kwargs |= {key: settings[key] for key in ("seed", "n_boot") if key in settings}
-    for key in ("alpha", "ppl_tolerance", "acc_tolerance", "correction", "seed", "n_boot"):
+    for key in (
+        "alpha",
+        "ppl_tolerance",
+        "acc_tolerance",
+        "correction",
+        "bootstrap_seed",
+        "n_boot",
+    ):
         value = getattr(args, key)
         if value is not None:
-            kwargs[key] = value
+            kwargs["seed" if key == "bootstrap_seed" else key] = value
     flow = _load_flow(args.run_dir)
     result = run_validation(observations, **kwargs)
     print(result.summary())

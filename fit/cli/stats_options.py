@@ -60,7 +60,7 @@ def add_statistics_arguments(parser: argparse.ArgumentParser) -> None:
         help="relations to consider (default: every registered relation; see 'python -m fit ls')",
     )
     group.add_argument(
-        "--seed", type=int, default=0, help="seed of the paired bootstrap (default 0)"
+        "--bootstrap-seed", type=int, default=0, help="seed of the paired bootstrap (default 0)"
     )
     group.add_argument(
         "--n-boot", type=int, default=2000, help="bootstrap resamples (default 2000; 0: none)"
@@ -80,6 +80,6 @@ def statistics_kwargs(args: argparse.Namespace) -> dict:
         "ppl_tolerance": args.ppl_tolerance,
         "acc_tolerance": args.acc_tolerance,
         "correction": args.correction,
-        "seed": args.seed,
+        "seed": args.bootstrap_seed,
         "n_boot": args.n_boot,
     }

@@ -9,6 +9,8 @@ from typing import Any
 from fit.cli.stats_options import add_statistics_arguments, statistics_kwargs
 
 EPILOG = """examples:
+  python -m fit validate                                     # SmolLM2, CPU profile, offline
+  python -m fit validate --model llama3 --profile paper      # GPU with hub access
   python -m fit validate --table results.csv                 # published numbers, no model run
   python -m fit validate --table results.csv --strict        # exit 1 when a relation is rejected
   python -m fit validate --table results.csv --relations ppl_reported,ppl_power --alpha 0.01
@@ -63,26 +65,72 @@ def add_parser(subparsers: Any) -> None:
 
 
 def add_measure_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of the measuring path (model, grid, tasks, profile, device, dtype).
+    """Options of the measuring path (model, grid, protocol, device, dtype, archives)."""
+    from fit.cli.common import add_model_arguments
+    from fit.cli.measure import add_sweep_arguments
 
-    HOOK: the measuring sweep adds its argument group here.
-    """
+    add_model_arguments(parser)
+    add_sweep_arguments(parser)
+    runs = parser.add_argument_group("archives")
+    runs.add_argument(
+        "--runs",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="archive directory of the sweep (default: runs/<model>); finished cells of the "
+        "same protocol are reused",
+    )
+    runs.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def measure_cells(args: argparse.Namespace) -> tuple[Any, dict, Any, Path]:
-    """Run the measurement sweep for the missing cells and return what validation needs.
+    """Run the measurement sweep for the missing cells and return what validation needs:
+    ``(observations, protocol, flow, default_output_dir)``."""
+    from fit.archives import observations_from_sweep, protocol_label
+    from fit.cli.measure import run_sweep
+    from fit.figures import slug
+    from measure.archive import open_sweep
+    from measure.sweep import DEFAULT_SPARSITIES
 
-    HOOK: returns ``(observations, protocol, flow, default_output_dir)``: an
-    :class:`fit.observations.Observations` (with replicates), the protocol mapping for the
-    report, an activation-flow ``xarray.Dataset`` or ``None``, and the default report
-    directory.
-    """
-    from measure.errors import UsageError
-
-    raise UsageError(
-        "Measuring models from 'validate' is not wired yet; pass --table CSV to validate "
-        "an external results table."
+    if not args.sparsity and not args.kept_dim:
+        args.sparsity = list(DEFAULT_SPARSITIES)
+    sweep, kept = run_sweep(args, output=args.runs)
+    ds = open_sweep([sweep.path(d) for d in kept])
+    observations = observations_from_sweep(ds)
+    keys = (
+        "model_id",
+        "model_sha256",
+        "model_revision",
+        "architecture",
+        "dtype",
+        "device",
+        "calibration_corpus",
+        "calibration_sha256",
+        "nsamples",
+        "calibration_seqlen",
+        "calibration_mode",
+        "seed",
+        "orientation",
+        "slice_head",
+        "eval_corpus",
+        "evaluation_sha256",
+        "eval_seqlen",
+        "eval_windows",
+        "tasks",
+        "task_items",
+        "harness_version",
+        "package_version",
+        "library_versions",
+        "config_hash",
     )
+    protocol = {
+        "input": "measured archives",
+        "archives": str(sweep.output),
+        "protocol_label": protocol_label(ds),
+        "profile": args.profile,
+    }
+    protocol.update({key: ds.attrs.get(key) for key in keys})
+    return observations, protocol, ds, Path("reports") / slug(args.model)
 
 
 # --- run ---------------------------------------------------------------------------------------

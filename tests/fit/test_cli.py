@@ -101,12 +101,30 @@ def test_too_small_corpus_exits_2_and_says_how_many_windows(capsys, tmp_path, sm
 
 
 @pytest.mark.integration
-def test_measure_prints_dense_perplexity_with_its_protocol(capsys, smollm2):
-    code = main(["measure", "--eval-windows", "2", "--seqlen", "128", "--json", "--no-progress"])
-    assert code == 0
+def test_measure_writes_the_dense_cell_with_its_protocol(capsys, smollm2, tmp_path):
+    from measure.archive import read_cell
+
+    args = [
+        "measure",
+        "--profile",
+        "quick",
+        "--eval-windows",
+        "2",
+        "--tasks",
+        "none",
+        "--json",
+        "--no-progress",
+        "--output",
+        str(tmp_path),
+    ]
+    assert main(args) == 0
     record = json.loads(capsys.readouterr().out)
-    assert 1.0 < record["ppl"] < 1000.0
-    assert record["windows"] == 2 and record["seqlen"] == 128
-    for key in ("model_sha256", "corpus_sha256", "evaluation_sha256", "dtype", "versions"):
-        assert record[key], key
-    assert record["model_sha256"] == smollm2.provenance["model_sha256"]
+    (cell,) = record["cells"]
+    assert cell["kept_dim"] == 576 and 1.0 < cell["ppl"] < 1000.0
+    ds = read_cell(tmp_path / cell["file"])
+    assert ds.attrs["model_sha256"] == smollm2.provenance["model_sha256"]
+    assert ds.attrs["eval_windows"] == 2 and ds.attrs["eval_seqlen"] == 128
+    for key in ("calibration_sha256", "evaluation_sha256", "library_versions", "config_hash"):
+        assert ds.attrs[key], key
+    assert main(args) == 0  # resumed: the finished cell is reused, not recomputed
+    assert json.loads(capsys.readouterr().out)["cells"][0]["cell_seconds"] == cell["cell_seconds"]

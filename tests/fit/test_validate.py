@@ -81,8 +81,8 @@ def test_validate_input_errors_exit_2(tmp_path, capsys):
     good = _table(tmp_path / "good.csv", "ppl_reported", {})
     assert main(["validate", "--table", str(good), "--relations", "ppl_reportd"]) == 2
     assert "did you mean 'ppl_reported'" in capsys.readouterr().err
-    assert main(["validate"]) == 2  # measuring path not wired: a one-paragraph error
-    assert "--table" in capsys.readouterr().err
+    assert main(["validate", "--model", "lama3"]) == 2  # unknown model: one paragraph
+    assert "Did you mean 'llama3'" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit:
         main(["validate", "--table", str(good), "--alpha", "2"])
     assert exit.value.code == 2
