@@ -16,7 +16,7 @@ from theory.architecture import SMOLLM2_135M
 
 pytestmark = pytest.mark.integration
 
-EVAL_WINDOWS = 3
+EVAL_WINDOWS = 2
 SEQLEN = 512
 
 
@@ -25,7 +25,7 @@ def smollm2_windows(smollm2, enwiki):
     calibration = tokenize_texts(enwiki.calibration[:40], smollm2.tokenizer)
     evaluation = tokenize_texts(enwiki.evaluation, smollm2.tokenizer)
     return (
-        calibration_windows(calibration, 4, 256, seed=42),
+        calibration_windows(calibration, 4, 128, seed=42),
         evaluation_windows(evaluation, SEQLEN, max_windows=EVAL_WINDOWS),
     )
 
