@@ -223,3 +223,94 @@ def tiny_models(family: Family | None = None, *, dtype: torch.dtype = torch.floa
 
     fam = st.just(family) if family is not None else families()
     return st.builds(lambda f, s: tiny_model(f, dtype=dtype, seed=s), fam, st.integers(0, 2**16))
+
+
+# ------------------------------------------------------------ verification
+def assert_adapter_contract(model: Any) -> Any:
+    """Check an adapter's declared facts against the live module tree of ``model``.
+
+    Every shape, bias, norm kind, block topology and tie that
+    :class:`~theory.architecture.ArchitectureFacts` declares is compared with the
+    modules the adapter points at, and the dense parameter count implied by the
+    facts (:func:`theory.dense_parameter_count`) with the model's. Run it on a tiny
+    random model of a new family before anything else.
+
+    Returns
+    -------
+    ArchitectureFacts
+        The adapter's facts, once checked.
+    """
+    from measure.adapters import DecoderAdapter, architecture_facts, get_adapter
+    from theory import dense_parameter_count
+
+    adapter = get_adapter(model)
+    facts = adapter.facts
+    assert isinstance(adapter, DecoderAdapter)
+    assert facts == architecture_facts(model.config), "facts differ between model and config"
+    D, V = facts.hidden_size, facts.vocab_size
+    assert adapter.norm_kind == facts.norm_kind, "adapter.norm_kind != facts.norm_kind"
+    assert adapter.block_kind == facts.block_kind, "adapter.block_kind != facts.block_kind"
+
+    embeddings = adapter.embeddings()
+    assert embeddings[0] is model.get_input_embeddings(), "first embedding is not the token one"
+    assert tuple(embeddings[0].weight.shape) == (V, D), "token embedding shape"
+    if facts.learned_positions:
+        assert len(embeddings) == 2, "learned_positions declared but no position embedding"
+        assert tuple(embeddings[1].weight.shape) == (facts.learned_positions, D), (
+            "position embedding rows != learned_positions"
+        )
+    else:
+        assert len(embeddings) == 1, "position embedding present but learned_positions == 0"
+
+    layers = adapter.layers()
+    assert len(layers) == facts.num_layers, "num_layers"
+    qkv = (facts.num_attention_heads + 2 * facts.num_key_value_heads) * facts.head_dim
+    mlp_in = (2 if facts.gated_mlp else 1) * facts.intermediate_size
+    for i, layer in enumerate(layers):
+        norms = [adapter.attention_norm(layer)]
+        if facts.block_kind == "sequential":
+            norms.append(adapter.mlp_norm(layer))
+        else:
+            assert adapter.mlp_norm(layer) is None, "parallel blocks share one norm"
+        for norm in norms + ([adapter.final_norm()] if i == 0 else []):
+            assert tuple(norm.weight.shape) == (D,), "norm width"
+            is_layer_norm = isinstance(norm, torch.nn.LayerNorm)
+            assert is_layer_norm == (facts.norm_kind == "layer"), f"norm kind of {norm}"
+            if is_layer_norm:
+                assert norm.bias is not None, "LayerNorm without bias"
+            else:
+                assert getattr(norm, "bias", None) is None, "RMSNorm with a bias"
+            assert adapter.norm_eps(norm) > 0
+        attn_in = adapter.attention_inputs(layer)
+        assert len(attn_in) == (1 if facts.fused_qkv else 3), "fused_qkv"
+        assert sum(lin.out_features for lin in attn_in) == qkv, "attention input widths"
+        for lin in attn_in:
+            assert lin.in_features == D, "attention inputs read D"
+            assert (lin.bias is not None) == facts.attention_bias, "attention_bias"
+        attn_out = adapter.attention_output(layer)
+        assert (attn_out.in_features, attn_out.out_features) == (
+            facts.num_attention_heads * facts.head_dim,
+            D,
+        ), "attention output shape"
+        assert (attn_out.bias is not None) == facts.attention_output_bias, "attention_output_bias"
+        mlp_inputs = adapter.mlp_inputs(layer)
+        separate = facts.gated_mlp and not facts.fused_gate_up
+        assert len(mlp_inputs) == (2 if separate else 1), "gated_mlp / fused_gate_up"
+        assert sum(lin.out_features for lin in mlp_inputs) == mlp_in, "mlp input widths"
+        for lin in mlp_inputs:
+            assert lin.in_features == D, "mlp inputs read D"
+            assert (lin.bias is not None) == facts.mlp_bias, "mlp_bias (inputs)"
+        mlp_out = adapter.mlp_output(layer)
+        assert (mlp_out.in_features, mlp_out.out_features) == (facts.intermediate_size, D), (
+            "mlp output shape"
+        )
+        assert (mlp_out.bias is not None) == facts.mlp_bias, "mlp_bias (output)"
+
+    head = adapter.head()
+    assert head is model.get_output_embeddings(), "head is not the output embedding"
+    assert (head.in_features, head.out_features) == (D, V), "head shape"
+    assert (head.bias is not None) == facts.head_bias, "head_bias"
+    assert (head.weight is embeddings[0].weight) == facts.tied_embeddings, "tied_embeddings"
+    count = sum(p.numel() for p in model.parameters())
+    assert dense_parameter_count(facts) == count, "dense parameter count from facts"
+    return facts

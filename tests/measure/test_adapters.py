@@ -7,7 +7,6 @@ import torch
 
 from measure.adapters import (
     ADAPTERS,
-    DecoderAdapter,
     UnknownArchitectureError,
     UnsupportedModelError,
     adapter_class,
@@ -18,8 +17,12 @@ from measure.adapters import (
 )
 from measure.adapters import registry as registry_module
 from measure.errors import ToolkitError
-from measure.testing import FAMILY_OF_ARCHITECTURE, tiny_config, tiny_model
-from theory import dense_parameter_count
+from measure.testing import (
+    FAMILY_OF_ARCHITECTURE,
+    assert_adapter_contract,
+    tiny_config,
+    tiny_model,
+)
 from theory.architecture import LLAMA3_8B, PHI3_MINI, SMOLLM2_135M
 
 BUILTIN = sorted(FAMILY_OF_ARCHITECTURE)
@@ -88,86 +91,27 @@ def test_broken_lazy_entry_is_a_clear_error():
 
 
 # ------------------------------------------------------------------ contract
-def _linears_out(linears):
-    return sum(linear.out_features for linear in linears)
-
-
 @pytest.mark.parametrize("architecture", BUILTIN)
 def test_adapter_contract(architecture):
     """Declared facts match the live module tree of a tiny random model."""
     model = tiny_model(FAMILY_OF_ARCHITECTURE[architecture])
-    adapter = get_adapter(model)
-    facts = adapter.facts
-    assert isinstance(adapter, DecoderAdapter)
+    facts = assert_adapter_contract(model)
     assert facts.architecture == architecture
-    assert facts == architecture_facts(model.config)
-    D, V = facts.hidden_size, facts.vocab_size
-    assert adapter.norm_kind == facts.norm_kind
-    assert adapter.block_kind == facts.block_kind
 
-    embeddings = adapter.embeddings()
-    assert embeddings[0] is model.get_input_embeddings()
-    assert tuple(embeddings[0].weight.shape) == (V, D)
-    if facts.learned_positions:
-        assert len(embeddings) == 2
-        assert tuple(embeddings[1].weight.shape) == (facts.learned_positions, D)
-    else:
-        assert len(embeddings) == 1
 
-    layers = adapter.layers()
-    assert len(layers) == facts.num_layers
-    norm_type = torch.nn.LayerNorm if facts.norm_kind == "layer" else None
-    qkv = (facts.num_attention_heads + 2 * facts.num_key_value_heads) * facts.head_dim
-    mlp_in = (2 if facts.gated_mlp else 1) * facts.intermediate_size
-    for layer in layers:
-        norms = [adapter.attention_norm(layer)]
-        if facts.block_kind == "sequential":
-            norms.append(adapter.mlp_norm(layer))
-        else:
-            assert adapter.mlp_norm(layer) is None
-        for norm in norms:
-            assert norm.weight.shape == (D,)
-            if norm_type is not None:
-                assert isinstance(norm, norm_type) and norm.bias is not None
-            else:
-                assert not isinstance(norm, torch.nn.LayerNorm)
-                assert getattr(norm, "bias", None) is None
-            assert adapter.norm_eps(norm) > 0
+def test_contract_catches_a_wrong_fact(monkeypatch):
+    from measure.adapters.llama import LlamaAdapter
 
-        attn_in = adapter.attention_inputs(layer)
-        assert len(attn_in) == (1 if facts.fused_qkv else 3)
-        assert _linears_out(attn_in) == qkv
-        for linear in attn_in:
-            assert linear.in_features == D
-            assert (linear.bias is not None) == facts.attention_bias
-        attn_out = adapter.attention_output(layer)
-        assert (attn_out.in_features, attn_out.out_features) == (
-            facts.num_attention_heads * facts.head_dim,
-            D,
-        )
-        assert (attn_out.bias is not None) == facts.attention_output_bias
+    original = LlamaAdapter.facts_from_config.__func__
 
-        mlp_inputs = adapter.mlp_inputs(layer)
-        expected_count = 1 if (facts.fused_gate_up or not facts.gated_mlp) else 2
-        assert len(mlp_inputs) == expected_count
-        assert _linears_out(mlp_inputs) == mlp_in
-        for linear in mlp_inputs:
-            assert linear.in_features == D
-            assert (linear.bias is not None) == facts.mlp_bias
-        mlp_out = adapter.mlp_output(layer)
-        assert (mlp_out.in_features, mlp_out.out_features) == (facts.intermediate_size, D)
-        assert (mlp_out.bias is not None) == facts.mlp_bias
+    def wrong(cls, config, *, architecture=None):
+        import dataclasses
 
-    final = adapter.final_norm()
-    assert final.weight.shape == (D,)
-    head = adapter.head()
-    assert head is model.get_output_embeddings()
-    assert (head.in_features, head.out_features) == (D, V)
-    assert (head.bias is not None) == facts.head_bias
-    assert (head.weight is embeddings[0].weight) == facts.tied_embeddings
+        return dataclasses.replace(original(cls, config, architecture=architecture), mlp_bias=True)
 
-    # The declared facts reproduce the dense parameter count exactly.
-    assert dense_parameter_count(facts) == sum(p.numel() for p in model.parameters())
+    monkeypatch.setattr(LlamaAdapter, "facts_from_config", classmethod(wrong))
+    with pytest.raises(AssertionError, match="mlp"):
+        assert_adapter_contract(tiny_model("llama"))
 
 
 @pytest.mark.parametrize("architecture", BUILTIN)
