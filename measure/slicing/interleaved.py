@@ -136,11 +136,14 @@ def capture_layer0_inputs(
         raise _StopForward
 
     handle = layer0.register_forward_pre_hook(hook, with_kwargs=True)
+    device = adapter.embeddings()[0].weight.device
     inputs, layer_kwargs = [], []
     try:
         for ids, mask in batches:
+            if mask is not None:
+                mask = mask.to(device)
             try:
-                model(input_ids=ids, attention_mask=mask, use_cache=False)
+                model(input_ids=ids.to(device), attention_mask=mask, use_cache=False)
             except _StopForward:
                 pass
             else:  # pragma: no cover - the hook always fires
@@ -305,7 +308,7 @@ def slice_model(
     d_in = schedule.embedding_dim
     _, q_in = junction(moment, None, "embeddings", -1, "embeddings", d_in)
     rotate_embeddings(adapter, q_in, d_in)
-    to_in = q_in[:, :d_in].to(dtype)
+    to_in = q_in[:, :d_in].to(device=xs[0].device, dtype=dtype)
     xs = [x @ to_in for x in xs]
 
     layer_seconds: list[float] = []
@@ -336,7 +339,7 @@ def slice_model(
             rotate_readers(adapter.mlp_inputs(layer), q_mid, d_mid)
             set_shortcut(layer, "attn_shortcut", shortcut(q_in, d_in, q_mid, d_mid), dtype)
             # MLP half, once, on the sliced mid stream, written in the mid basis.
-            to_mid = rel_mid[:, :d_mid].to(dtype)
+            to_mid = rel_mid[:, :d_mid].to(device=mids[0].device, dtype=dtype)
             restore = _rotate_writer_temporarily(mlp_out, q_mid)
             mlp_norm = adapter.mlp_norm(layer)
             moment = SecondMoment(hidden)
@@ -372,7 +375,7 @@ def slice_model(
             rotate_writer(attn_out, q_out, d_out)
             rotate_writer(mlp_out, q_out, d_out)
             set_shortcut(layer, "attn_shortcut", shortcut(q_in, d_in, q_out, d_out), dtype)
-        to_out = rel_out[:, :d_out].to(dtype)
+        to_out = rel_out[:, :d_out].to(device=outs[0].device, dtype=dtype)
         xs = [out @ to_out for out in outs]
         del outs
         q_in, d_in = q_out, d_out

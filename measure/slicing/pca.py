@@ -36,15 +36,24 @@ class SecondMoment:
 
     def __init__(self, dim: int) -> None:
         self.dim = dim
-        self.total = torch.zeros(dim, dim, dtype=torch.float64)
+        self._total: torch.Tensor | None = None
         self.num_tokens = 0
+
+    @property
+    def total(self) -> torch.Tensor:
+        """The summed second moment (float64, on the CPU)."""
+        if self._total is None:
+            return torch.zeros(self.dim, self.dim, dtype=torch.float64)
+        return self._total.cpu()
 
     def update(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> None:
         x = x.reshape(-1, self.dim)
         if mask is not None:
-            x = x[mask.reshape(-1).to(torch.bool)]
+            x = x[mask.reshape(-1).to(device=x.device, dtype=torch.bool)]
         x = x.to(torch.float64)
-        self.total.addmm_(x.T, x)
+        if self._total is None:  # accumulate on the activations' device
+            self._total = torch.zeros(self.dim, self.dim, dtype=torch.float64, device=x.device)
+        self._total.addmm_(x.T, x)
         self.num_tokens += x.shape[0]
 
     def pca(self, damping: float = DAMPING) -> tuple[torch.Tensor, torch.Tensor, float]:

@@ -20,16 +20,16 @@ from torch import nn
 from measure.adapters import DecoderAdapter
 
 
-def _kept(q: torch.Tensor, dim: int) -> torch.Tensor:
-    return q[:, :dim].to(torch.float64)
+def _kept(q: torch.Tensor, dim: int, device: torch.device | None = None) -> torch.Tensor:
+    return q[:, :dim].to(device=device, dtype=torch.float64)
 
 
 @torch.no_grad()
 def rotate_readers(linears: list[nn.Linear], q: torch.Tensor, dim: int) -> None:
     """``W <- W Q[:, :d]``: the linears now read the rotated, sliced stream."""
-    basis = _kept(q, dim)
     for linear in linears:
         w = linear.weight
+        basis = _kept(q, dim, w.device)
         linear.weight = nn.Parameter(
             (w.to(torch.float64) @ basis).to(w.dtype).contiguous(), requires_grad=w.requires_grad
         )
@@ -39,8 +39,8 @@ def rotate_readers(linears: list[nn.Linear], q: torch.Tensor, dim: int) -> None:
 @torch.no_grad()
 def rotate_writer(linear: nn.Linear, q: torch.Tensor, dim: int) -> None:
     """``W <- Q[:, :d]^T W``, ``b <- Q[:, :d]^T b``: the linear writes the rotated stream."""
-    basis = _kept(q, dim)
     w = linear.weight
+    basis = _kept(q, dim, w.device)
     linear.weight = nn.Parameter(
         (basis.T @ w.to(torch.float64)).to(w.dtype).contiguous(), requires_grad=w.requires_grad
     )
@@ -55,9 +55,9 @@ def rotate_writer(linear: nn.Linear, q: torch.Tensor, dim: int) -> None:
 @torch.no_grad()
 def rotate_embeddings(adapter: DecoderAdapter, q: torch.Tensor, dim: int) -> None:
     """``E <- E Q[:, :d]`` for the token (and position) embeddings."""
-    basis = _kept(q, dim)
     for embedding in adapter.embeddings():
         w = embedding.weight
+        basis = _kept(q, dim, w.device)
         embedding.weight = nn.Parameter(
             (w.to(torch.float64) @ basis).to(w.dtype).contiguous(), requires_grad=w.requires_grad
         )
