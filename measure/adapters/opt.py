@@ -21,8 +21,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from torch.nn import functional as F
-
 from measure.adapters.base import DecoderAdapter, architecture_name
 from measure.adapters.registry import UnsupportedModelError, register_adapter
 from theory.architecture import ArchitectureFacts
@@ -93,10 +91,14 @@ class OPTAdapter(DecoderAdapter):
 
     @classmethod
     def attention_forward(cls, layer, hidden_states, kwargs: Mapping[str, Any]):
+        from torch.nn import functional as F
+
         out = layer.self_attn(hidden_states=hidden_states, **kwargs)[0]
         return F.dropout(out, p=layer.dropout, training=layer.training)
 
     @classmethod
     def mlp_forward(cls, layer, hidden_states):
+        from torch.nn import functional as F
+
         out = layer.fc2(layer.activation_fn(layer.fc1(hidden_states)))
         return F.dropout(out, p=layer.dropout, training=layer.training)

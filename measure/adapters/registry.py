@@ -16,9 +16,12 @@ import difflib
 import importlib
 from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from measure.errors import ToolkitError
+
+if TYPE_CHECKING:
+    from measure.adapters.base import DecoderAdapter
 
 T = TypeVar("T")
 
@@ -165,7 +168,7 @@ def registered_architectures() -> list[str]:
     return ADAPTERS.names()
 
 
-def adapter_class(architecture: str):  # noqa: ANN201 (returns type[DecoderAdapter])
+def adapter_class(architecture: str) -> type[DecoderAdapter]:
     """The adapter class registered for ``architecture``.
 
     Raises
