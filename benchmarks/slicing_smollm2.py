@@ -7,8 +7,10 @@ sliced, PCA orientation) and evaluated.
 
 Printed per run: kept ``d``, perplexity, parameter counts (measured and closed form),
 slicing wall time and CPU time, mean and maximum time per layer, the load average
-(other processes share the CPUs: wall time alone overstates the cost when busy) and
-the process's peak resident memory so far.
+(other processes share the CPUs: wall time alone overstates the cost when busy),
+the process's peak resident memory so far (``ru_maxrss``, which includes the dense
+model, its copy and perplexity evaluation) and the peak during slicing alone
+(``VmHWM`` after resetting it through ``/proc/self/clear_refs``, Linux only).
 
 Usage::
 
@@ -33,6 +35,26 @@ SPARSITIES = (0.1, 0.2, 0.25, 0.3, 0.4, 0.5)
 
 def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's resident-set high-water mark (Linux >= 4.0); False if unsupported."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _window_peak_rss_mib() -> float | None:
+    """``VmHWM``: peak RSS since the last reset, in MiB (Linux only)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
 
 
 def _cpu_seconds() -> float:
@@ -94,13 +116,15 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     header = (
         f"{'s':>5} {'d':>4} {'PPL':>9} {'params':>12} {'closed form':>12} {'slice s':>8} "
-        f"{'cpu s':>7} {'s/layer':>8} {'max/layer':>9} {'load':>5} {'peak MiB':>9}"
+        f"{'cpu s':>7} {'s/layer':>8} {'max/layer':>9} {'load':>5} {'peak MiB':>9} "
+        f"{'slicing peak':>12}"
     )
     lines = [header]
     for sparsity in args.sparsities:
         kept = kept_dim_from_sparsity(facts.hidden_size, sparsity)
         model = copy.deepcopy(loaded.model)
         load_before = os.getloadavg()[0]
+        reset = _reset_peak_rss()
         cpu = _cpu_seconds()
         result = slice_model(
             model, calibration, sparsity=sparsity, batch_size=args.batch_size, progress=True
@@ -108,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         cpu = _cpu_seconds() - cpu
         load = (load_before + os.getloadavg()[0]) / 2
         peak = _peak_rss_mib()
+        slicing_peak = _window_peak_rss_mib() if reset else None
         ppl = perplexity(model, evaluation, batch_size=args.eval_batch_size).ppl
         params = result.parameter_count()
         closed = sliced_parameter_count(facts, kept)
@@ -125,12 +150,14 @@ def main(argv: list[str] | None = None) -> int:
             "layer_seconds": per_layer,
             "load_average": load,
             "peak_rss_mib": peak,
+            "slicing_peak_rss_mib": slicing_peak,
         }
         rows.append(row)
         line = (
             f"{sparsity:>5.2f} {kept:>4d} {ppl:>9.4f} {params:>12,d} {closed:>12,d} "
             f"{result.total_seconds:>8.1f} {cpu:>7.1f} {sum(per_layer) / len(per_layer):>8.2f} "
-            f"{max(per_layer):>9.2f} {load:>5.2f} {peak:>9.0f}"
+            f"{max(per_layer):>9.2f} {load:>5.2f} {peak:>9.0f} "
+            f"{slicing_peak if slicing_peak is not None else float('nan'):>12.0f}"
         )
         lines.append(line)
         print(line, flush=True)
