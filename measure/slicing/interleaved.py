@@ -45,6 +45,7 @@ from measure.slicing.pca import (
     random_orthogonal_upper_left,
 )
 from measure.slicing.rotate import (
+    is_rotated,
     model_dtype,
     rotate_embeddings,
     rotate_readers,
@@ -255,6 +256,8 @@ def slice_model(
 
     model.eval()
     fusion = fusion_info(model)
+    if fusion is not None and is_rotated(model):
+        raise ValueError("this model is already rotated or sliced; slice a fresh copy")
     if fusion is None:
         fusion = fuse_model(model, center_embeddings=center_embeddings)
     elif center_embeddings is not None and center_embeddings != fusion.center_embeddings:

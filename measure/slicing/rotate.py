@@ -73,6 +73,11 @@ def set_shortcut(layer: nn.Module, name: str, value: torch.Tensor, dtype: torch.
     layer.register_parameter(name, nn.Parameter(value.to(dtype).contiguous(), requires_grad=False))
 
 
+def is_rotated(model: nn.Module) -> bool:
+    """Whether any block of a fused model already carries a shortcut matrix."""
+    return any(getattr(m, "attn_shortcut", None) is not None for m in model.modules())
+
+
 def model_dtype(model: nn.Module) -> torch.dtype:
     return next(p for p in model.parameters() if p.is_floating_point()).dtype
 
@@ -100,6 +105,8 @@ def rotate_model(
 
     if fusion_info(model) is None:
         raise ValueError("rotate_model needs a fused model; call fuse_model first")
+    if is_rotated(model):
+        raise ValueError("this model is already rotated or sliced")
     adapter = get_adapter(model)
     facts = adapter.facts
     names = junction_names(facts.num_layers, facts.block_kind)

@@ -350,6 +350,21 @@ def test_schedule_arguments_are_exclusive():
         slice_model(model, CALIBRATION, kept_dim=16, orientation="svd", progress=False)
 
 
+def test_a_sliced_model_cannot_be_sliced_again():
+    model = tiny_model("llama")
+    slice_model(model, CALIBRATION, kept_dim=16, progress=False)
+    with pytest.raises(ValueError, match="already"):
+        slice_model(model, CALIBRATION, kept_dim=8, progress=False)
+
+
+def test_slicing_a_model_fused_beforehand():
+    model = tiny_model("phi")
+    dense = logits(model, PROBE)
+    fuse_model(model)
+    slice_model(model, CALIBRATION, kept_dim=32, progress=False)
+    assert_logits_close(logits(model, PROBE), dense, rtol=1e-9, atol=1e-9)
+
+
 def test_hidden_states_are_still_captured_by_hf():
     model = tiny_model("llama")
     slice_model(model, CALIBRATION, kept_dim=16, progress=False)
