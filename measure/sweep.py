@@ -49,7 +49,9 @@ class MeasureConfig:
     dtype: str = field(default="float32", metadata={"help": "float32, float16 or bfloat16"})
     device: str = field(default="cpu", metadata={"help": "cpu, cuda or cuda:N"})
     device_map: str | None = field(default=None, metadata={"help": "e.g. auto"})
-    max_memory: str | None = field(default=None, metadata={"help": "JSON per-device caps"})
+    max_memory: str | None = field(
+        default=None, metadata={"help": "per-device caps: 0=20GiB,cpu=64GiB (or JSON)"}
+    )
     calibration_corpus: str = field(default="enwiki-sample", metadata={"help": "corpus"})
     nsamples: int = field(default=64, metadata={"help": "calibration windows"})
     calibration_seqlen: int = field(default=512, metadata={"help": "tokens per window"})
@@ -217,9 +219,10 @@ class Sweep:
 
     # -- dense work, once ------------------------------------------------------------------
     def _load(self):
+        from measure.devices import parse_max_memory
         from measure.models import load_model
 
-        max_memory = json.loads(self.config.max_memory) if self.config.max_memory else None
+        max_memory = parse_max_memory(self.config.max_memory)
         return load_model(
             self.config.model,
             device=self.config.device,
@@ -383,6 +386,7 @@ class Sweep:
 
         from measure.capture import capture_flow
         from measure.cell import Spectrum, build_cell
+        from measure.devices import redispatch, undispatch
         from measure.slicing import slice_model
 
         start = time.perf_counter()
@@ -394,6 +398,8 @@ class Sweep:
         gc.collect()
         loaded = self._load()
         model = loaded.model
+        # A model dispatched by device_map is sliced without accelerate's hooks, then re-hooked.
+        device_map = undispatch(model)
         with torch.no_grad():
             result = slice_model(
                 model,
@@ -407,6 +413,7 @@ class Sweep:
                 record_second_moments=reference is not None,
                 progress=self.progress,
             )
+        model = redispatch(model, device_map)
         label = f"d={kept_dim}"
         ppl, tasks = self._measure(model, loaded.tokenizer, label)
         flow = None

@@ -7,11 +7,17 @@ import json
 
 from fit.cli.common import add_model_arguments, positive_int
 
+# A LocalCluster pays seconds of worker start-up and a model load per cell; on a small
+# CPU machine that eats the gain (see benchmarks/sweep_dask.py), so one process is the default.
+DEFAULT_SCHEDULER = "serial"
+
 EPILOG = """examples:
   python -m fit measure                                          # dense cell of SmolLM2 (offline)
   python -m fit measure --sparsity 0.1,0.2,0.25,0.3,0.4,0.5      # the CPU sweep of the README
   python -m fit measure --kept-dim 512,448 --profile quick       # a smoke test
   python -m fit measure --model llama3 --profile paper --sparsity 0.25   # GPU, hub access
+  python -m fit measure --model llama3 --profile paper --sparsity 0.25 --dry-run   # plan only
+  python -m fit measure --sparsity 0.1,0.25 --scheduler local --workers 2   # Dask LocalCluster
 
 Killed part-way, the same command resumes: finished cells (same config hash) are skipped.
 """
@@ -85,6 +91,40 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     proto.add_argument("--task-items", type=positive_int, default=None, help="items per task")
     proto.add_argument("--capture-windows", type=int, default=None, help="0 turns capture off")
     proto.add_argument("--keep-token-nll", action="store_true", default=None)
+    add_execution_arguments(parser)
+
+
+def add_execution_arguments(parser: argparse.ArgumentParser) -> None:
+    run = parser.add_argument_group("execution (does not change the config hash)")
+    run.add_argument(
+        "--scheduler",
+        default=DEFAULT_SCHEDULER,
+        help="serial (in this process), local (a Dask LocalCluster) or a Dask scheduler "
+        f"address tcp://HOST:PORT (default: {DEFAULT_SCHEDULER})",
+    )
+    run.add_argument(
+        "--workers", type=positive_int, default=2, help="LocalCluster worker processes (2)"
+    )
+    run.add_argument(
+        "--threads-per-worker",
+        type=positive_int,
+        default=1,
+        help="torch threads of each LocalCluster worker; each worker runs one cell at a time (1)",
+    )
+    run.add_argument(
+        "--retries", type=int, default=1, help="extra attempts of a cell that raised (Dask, 1)"
+    )
+    run.add_argument(
+        "--max-memory",
+        default=None,
+        help="per-device caps for --device-map, e.g. 0=20GiB,cpu=64GiB (or the same as JSON)",
+    )
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the cells, their sizes, memory and time estimates, and what is done; "
+        "reads only the model config (no torch, no weights)",
+    )
 
 
 def config_from_args(args: argparse.Namespace):
@@ -105,6 +145,7 @@ def config_from_args(args: argparse.Namespace):
         "dtype": args.dtype,
         "device": args.device,
         "device_map": args.device_map,
+        "max_memory": _max_memory(getattr(args, "max_memory", None)),
         "calibration_corpus": args.calibration_corpus,
         "nsamples": args.nsamples,
         "calibration_seqlen": args.calibration_seqlen,
@@ -126,6 +167,13 @@ def config_from_args(args: argparse.Namespace):
     return config
 
 
+def _max_memory(text: str | None) -> str | None:
+    from measure.devices import parse_max_memory
+
+    parse_max_memory(text)  # a bad value is a usage error now, not after loading
+    return text
+
+
 def default_output(model: str) -> str:
     from measure.archive import model_slug
 
@@ -139,12 +187,42 @@ def run_sweep(args: argparse.Namespace, output=None):
     config = config_from_args(args)
     output = output or getattr(args, "output", None) or default_output(config.model)
     sweep = Sweep(config, output, progress=not args.no_progress)
-    hidden = sweep.prepare()["facts"].hidden_size
+    scheduler = getattr(args, "scheduler", "serial")
+    if scheduler == "serial":
+        hidden = sweep.prepare()["facts"].hidden_size
+    else:  # the client reads the config only; the workers load the model
+        from measure.plan import model_facts
+
+        hidden = model_facts(config.model, revision=config.revision)[0].hidden_size
     kept = kept_dims_for(
         hidden, sparsities=args.sparsity, kept_dims=args.kept_dim, round_to=config.round_to
     )
-    sweep.run(kept)
+    if scheduler == "serial":
+        sweep.run(kept)
+    else:
+        from measure.distributed import run_distributed
+
+        run_distributed(
+            sweep,
+            kept,
+            hidden_size=hidden,
+            scheduler=scheduler,
+            workers=args.workers,
+            threads_per_worker=args.threads_per_worker,
+            retries=args.retries,
+        )
     return sweep, kept
+
+
+def print_plan(args: argparse.Namespace, output=None) -> int:
+    """``--dry-run``: print the plan of the sweep the arguments describe (no torch)."""
+    from measure.plan import plan_sweep
+
+    config = config_from_args(args)
+    output = output or getattr(args, "output", None) or default_output(config.model)
+    plan = plan_sweep(config, output, sparsities=args.sparsity, kept_dims=args.kept_dim)
+    print(plan.render())
+    return 0
 
 
 def cell_table(sweep, kept_dims) -> list[dict]:
@@ -195,6 +273,8 @@ def _fmt(value) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        return print_plan(args)
     sweep, kept = run_sweep(args)
     rows = cell_table(sweep, kept)
     if args.json:

@@ -11,6 +11,7 @@ from fit.cli.stats_options import add_statistics_arguments, statistics_kwargs
 EPILOG = """examples:
   python -m fit validate                                     # SmolLM2, CPU profile, offline
   python -m fit validate --model llama3 --profile paper      # GPU with hub access
+  python -m fit validate --model llama3 --profile paper --dry-run   # plan: cells, memory, time
   python -m fit validate --table results.csv                 # published numbers, no model run
   python -m fit validate --table results.csv --strict        # exit 1 when a relation is rejected
   python -m fit validate --table results.csv --relations ppl_reported,ppl_power --alpha 0.01
@@ -156,6 +157,13 @@ def _table_input(path: Path) -> tuple[Any, dict, Any, Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.dry_run and args.table is None:
+        from fit.cli.measure import print_plan
+        from measure.sweep import DEFAULT_SPARSITIES
+
+        if not args.sparsity and not args.kept_dim:
+            args.sparsity = list(DEFAULT_SPARSITIES)
+        return print_plan(args, output=args.runs)
     from fit.report import write_report
     from fit.validate import run_validation
 
