@@ -7,8 +7,9 @@ import json
 
 from fit.cli.common import add_model_arguments, positive_int
 
-# A LocalCluster pays seconds of worker start-up and a model load per cell; on a small
-# CPU machine that eats the gain (see benchmarks/sweep_dask.py), so one process is the default.
+# One process by default: a LocalCluster costs seconds of worker start-up and a model load
+# per cell, which small sweeps and tests do not recover. Long sweeps gain from
+# --scheduler local (benchmarks/sweep_dask.py measures the ratio on the machine at hand).
 DEFAULT_SCHEDULER = "serial"
 
 EPILOG = """examples:

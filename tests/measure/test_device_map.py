@@ -137,3 +137,18 @@ def test_undispatch_restores_the_class_forward(tiny_model_dir):
     assert not is_dispatched(model)
     assert all("forward" not in module.__dict__ for module in model.modules())
     torch.testing.assert_close(model(input_ids=tokens).logits, expected, rtol=0, atol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_sweep_on_cuda_in_bfloat16(config, tmp_path):
+    import numpy as np
+
+    from measure.archive import open_sweep
+
+    cuda = config.replace(
+        device="cuda", dtype="bfloat16", tasks=("analogy_capitals",), task_items=10
+    )
+    Sweep(cuda, tmp_path, progress=False).run(KEPT)
+    ds = open_sweep(tmp_path)
+    assert ds.attrs["device"] == "cuda" and ds.attrs["dtype"] == "bfloat16"
+    assert np.isfinite(ds.ppl.values).all() and np.isfinite(ds.kl_divergence.sel(kept_dim=16))
