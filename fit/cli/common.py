@@ -13,12 +13,16 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         help="alias (smollm2, llama3, phi3), Hugging Face id, or local directory "
         "(default: smollm2, offline)",
     )
-    group.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    # No command-line defaults: the --profile supplies them (cpu/float32, or cuda/float16
+    # for the paper profile), and an explicit flag overrides the profile.
+    group.add_argument(
+        "--device", default=None, help="cpu, cuda or cuda:N (default: from --profile; cpu)"
+    )
     group.add_argument(
         "--dtype",
-        default="float32",
+        default=None,
         choices=("float32", "float16", "bfloat16"),
-        help="weights and activations dtype (default: float32)",
+        help="weights and activations dtype (default: from --profile; float32)",
     )
     group.add_argument(
         "--device-map", default=None, help="e.g. 'auto' to split a large model over devices"
