@@ -36,7 +36,8 @@ through the sliced one, at the mean causal context ``(T + 1) / 2``) at the refer
 GPU's peak times an assumed model-FLOP utilisation; the float64 rotations
 (``2 d`` FLOPs per weight touching the residual stream) at the GPU's float64 peak times
 the same utilisation; and ``2L + 1`` eigendecompositions of ``D x D`` (``9 D^3`` FLOPs
-each) at a single-core CPU float64 rate (the engine runs ``eigh`` on one thread). Task
+each) in float64: on the GPU for CUDA cells (an assumed rate, not measured here), else at a
+single-core CPU rate (measured; a lower bound for D > 1024, where ``eigh`` is threaded). Task
 evaluation (lm-eval) is not included.
 
 Examples
@@ -72,6 +73,9 @@ MFU = 0.40
 #: float64 ``eigh`` on one CPU core, in GFLOP/s (``9 D^3`` FLOPs per call); measured
 #: about 30 on one core of a 2-core x86 CPU for D = 512 ... 2048.
 EIGH_GFLOPS = 30.0
+#: float64 ``eigh`` on the reference GPU (cuSOLVER), in GFLOP/s: an assumption, not a
+#: measurement (no GPU was available to measure it).
+EIGH_GFLOPS_GPU = 1000.0
 #: Evaluation windows assumed when the protocol evaluates "all" windows of a corpus
 #: the planner does not tokenize: WikiText-2 test, 341,469 Llama-2 tokens / 2048.
 ASSUMED_ALL_WINDOWS = 166
@@ -181,6 +185,16 @@ def _duration(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def _on_gpu(config) -> bool:
+    return str(config.device).startswith("cuda") or (
+        config.device_map is not None and str(config.device_map) != "cpu"
+    )
+
+
+def _eigh_gflops(config) -> float:
+    return EIGH_GFLOPS_GPU if _on_gpu(config) else EIGH_GFLOPS
 
 
 # --- model facts without weights ---------------------------------------------------------
@@ -307,7 +321,7 @@ def plan_sweep(
             )
             seconds["calibration"] = N * T_cal * _forward_flops(facts, None, T_cal) / peak
             seconds["rotation"] = 2 * d * _stream_weights(facts) / (FLOAT64_TFLOPS * 1e12 * MFU)
-            seconds["eigendecomposition"] = (2 * L + 1) * 9 * D**3 / (EIGH_GFLOPS * 1e9)
+            seconds["eigendecomposition"] = (2 * L + 1) * 9 * D**3 / (_eigh_gflops(config) * 1e9)
             seconds["capture"] = capture * T * flops / peak
         else:
             slicing = 0
@@ -335,8 +349,13 @@ def plan_sweep(
     assumptions = [
         f"time on {REFERENCE_GPU} at {PEAK_TFLOPS[config.dtype]:g} TFLOP/s {config.dtype} "
         f"dense peak x {MFU:.0%} MFU = {peak / 1e12:.1f} TFLOP/s; float64 rotations at "
-        f"{FLOAT64_TFLOPS:g} x {MFU:.0%}; eigh of D x D at {EIGH_GFLOPS:g} GFLOP/s (9 D^3 "
-        "FLOPs, one CPU core, as the slicing engine runs it); lm-eval tasks not included",
+        f"{FLOAT64_TFLOPS:g} x {MFU:.0%}; eigh of D x D at {_eigh_gflops(config):g} GFLOP/s "
+        + (
+            "(9 D^3 FLOPs, float64 on the GPU; assumed, not measured)"
+            if _on_gpu(config)
+            else "(9 D^3 FLOPs, one CPU core, measured; threaded above D = 1024)"
+        )
+        + "; lm-eval tasks not included",
         f"FLOPs per token at the mean causal context (T + 1) / 2 of a {T}-token window "
         "(theory.counts convention: 2 FLOPs per multiply-accumulate, shortcuts included)",
         f"{windows_note}; calibration {N} x {T_cal} tokens through the dense model; "

@@ -399,3 +399,24 @@ def test_load_rejects_other_directories(tmp_path):
     (tmp_path / "slicing.json").write_text(json.dumps({"format": "other"}))
     with pytest.raises(ToolkitError, match="format"):
         load_sliced(tmp_path)
+
+
+def test_eigendecomposition_is_the_same_single_or_multi_threaded():
+    import measure.slicing.pca as pca
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(400, 64, generator=gen, dtype=torch.float64)
+    moment = pca.SecondMoment(64)
+    moment.update(x)
+    values, basis, _ = moment.pca()
+    limit = pca.SINGLE_THREAD_EIGH_MAX_DIM
+    try:
+        pca.SINGLE_THREAD_EIGH_MAX_DIM = 8  # force the threaded path for width 64
+        values_threaded, basis_threaded, _ = moment.pca()
+    finally:
+        pca.SINGLE_THREAD_EIGH_MAX_DIM = limit
+    torch.testing.assert_close(values, values_threaded, rtol=1e-12, atol=1e-9)
+    # eigenvectors agree up to sign
+    overlap = (basis.T @ basis_threaded).diagonal().abs()
+    torch.testing.assert_close(overlap, torch.ones(64, dtype=torch.float64), rtol=0, atol=1e-8)
+    assert torch.all(values[:-1] >= values[1:])
