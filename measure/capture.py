@@ -96,6 +96,14 @@ class DenseReference:
     def meta(self) -> dict:
         return json.loads((self.directory / "meta.json").read_text())
 
+    def residual_window(self, window: int) -> np.ndarray:
+        """Dense residuals of one window, (layer, token, D), read and unmapped at once."""
+        return _read_window(self.directory / "residuals.npy", window)
+
+    def logits_window(self, window: int) -> np.ndarray:
+        """Dense logits of one window, (token, vocab), read and unmapped at once."""
+        return _read_window(self.directory / "logits.npy", window)
+
     @staticmethod
     def exists(directory: str | os.PathLike[str]) -> bool:
         return (Path(directory) / "meta.json").is_file()
@@ -127,12 +135,10 @@ class DenseReference:
             n, seqlen = windows.shape
             hidden = model.config.hidden_size
             vocab = model.get_output_embeddings().weight.shape[0]
-            residuals = np.lib.format.open_memmap(
-                tmp / "residuals.npy", "w+", np.float16, (n, len(layers), seqlen, hidden)
-            )
-            logits = np.lib.format.open_memmap(
-                tmp / "logits.npy", "w+", np.float32, (n, seqlen, vocab)
-            )
+            # Each window is written through a fresh memory map that is closed at once, so
+            # mapped pages never accumulate in this process (memory stays flat in windows).
+            _create(tmp / "residuals.npy", np.float16, (n, len(layers), seqlen, hidden))
+            _create(tmp / "logits.npy", np.float32, (n, seqlen, vocab))
             hooks = _LayerOutputs(layers)
             device = next(model.parameters()).device
             try:
@@ -141,17 +147,16 @@ class DenseReference:
                         range(n), desc="dense reference", disable=not progress, leave=False
                     ):
                         out = model(input_ids=windows[i : i + 1].to(device), use_cache=False)
-                        logits[i] = out.logits[0].float().cpu().numpy()
-                        for j, h in enumerate(hooks.outputs):
+                        _write_window(tmp / "logits.npy", i, out.logits[0].float().cpu().numpy())
+                        stream = []
+                        for h in hooks.outputs:
                             h = h[0].float()
                             if centre:
                                 h = h - h.mean(dim=-1, keepdim=True)
-                            residuals[i, j] = h.cpu().numpy().astype(np.float16)
+                            stream.append(h.cpu().numpy().astype(np.float16))
+                        _write_window(tmp / "residuals.npy", i, np.stack(stream))
             finally:
                 hooks.remove()
-            residuals.flush()
-            logits.flush()
-            del residuals, logits
             np.save(tmp / "windows.npy", windows.cpu().numpy())
             (tmp / "meta.json").write_text(
                 json.dumps(
@@ -163,6 +168,25 @@ class DenseReference:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return cls(directory)
+
+
+def _create(path: Path, dtype, shape: tuple[int, ...]) -> None:
+    array = np.lib.format.open_memmap(path, "w+", dtype, shape)
+    del array
+
+
+def _write_window(path: Path, window: int, values: np.ndarray) -> None:
+    array = np.load(path, mmap_mode="r+")
+    array[window] = values
+    array.flush()
+    del array
+
+
+def _read_window(path: Path, window: int) -> np.ndarray:
+    array = np.load(path, mmap_mode="r")
+    values = np.array(array[window])
+    del array
+    return values
 
 
 class FlowAccumulator:
@@ -235,17 +259,85 @@ class FlowAccumulator:
         }
 
 
+class ActivationWriter:
+    """Streams mapped-back residuals of chosen layers into a chunked, compressed netCDF.
+
+    One variable ``residual`` with dims ``(window, layer, token, component)``, one chunk
+    per (window, layer), zlib level 4, at ``float16`` precision (rounded, stored as float32:
+    netCDF has no 16-bit float) or full ``float32``; the ``precision`` attribute says which.
+    The window dimension
+    is unlimited, so memory does not grow with the number of windows. Written to a
+    temporary name and renamed on :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        layers: list[int],
+        seqlen: int,
+        hidden_size: int,
+        *,
+        dtype: str = "float16",
+    ) -> None:
+        import netCDF4
+
+        if dtype not in ("float16", "float32"):
+            raise ValueError(f"activation dtype must be float16 or float32, got {dtype!r}")
+        self.path = Path(path)
+        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self.layers = list(layers)
+        self.handle = netCDF4.Dataset(self.tmp, "w")
+        self.handle.createDimension("window", None)
+        self.handle.createDimension("layer", len(self.layers))
+        self.handle.createDimension("token", seqlen)
+        self.handle.createDimension("component", hidden_size)
+        self.handle.createVariable("layer", "i4", ("layer",))[:] = np.array(self.layers)
+        # netCDF has no 16-bit float: float16 precision is kept by rounding to float16 and
+        # storing as float32, whose zeroed low mantissa bits zlib then compresses away.
+        self.round_to_half = dtype == "float16"
+        self.var = self.handle.createVariable(
+            "residual",
+            "f4",
+            ("window", "layer", "token", "component"),
+            zlib=True,
+            complevel=4,
+            chunksizes=(1, 1, seqlen, hidden_size),
+        )
+        self.var.units = "activation"
+        self.var.long_name = "sliced residual stream mapped back through Q_d, per layer output"
+        self.var.precision = dtype
+        self.count = 0
+
+    def add(self, window: int, layer: int, mapped: np.ndarray) -> None:
+        values = np.asarray(mapped, dtype=np.float32)
+        if self.round_to_half:
+            values = values.astype(np.float16).astype(np.float32)
+        self.var[window, self.layers.index(layer)] = values
+        self.count = max(self.count, window + 1)
+
+    def close(self) -> Path:
+        self.handle.close()
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        self.handle.close()
+        self.tmp.unlink(missing_ok=True)
+
+
 def capture_flow(
     model: nn.Module,
     reference: DenseReference,
     bases: list[np.ndarray],
     *,
     progress: bool = False,
+    writer: ActivationWriter | None = None,
 ) -> dict[str, np.ndarray | float]:
     """Compare a sliced ``model`` with the dense reference, window by window.
 
     ``bases[l]`` is the kept basis ``Q_d`` (``D × d_l``) of the junction at the output of
-    layer ``l``, so that ``h_sliced @ bases[l].T`` is in the dense coordinates.
+    layer ``l``, so that ``h_sliced @ bases[l].T`` is in the dense coordinates. With a
+    ``writer``, the mapped-back residuals of its layers are stored as they stream.
     """
     import torch
     from tqdm.auto import tqdm
@@ -254,8 +346,6 @@ def capture_flow(
     if len(bases) != len(layers):
         raise ValueError(f"need one basis per layer ({len(layers)}), got {len(bases)}")
     windows = torch.from_numpy(reference.windows)
-    residuals = reference.residuals
-    logits = reference.logits
     device = next(model.parameters()).device
     back = [torch.from_numpy(np.ascontiguousarray(b.T)).double() for b in bases]
     acc = FlowAccumulator(len(layers))
@@ -266,11 +356,14 @@ def capture_flow(
                 range(windows.shape[0]), desc="activation flow", disable=not progress, leave=False
             ):
                 out = model(input_ids=windows[i : i + 1].to(device), use_cache=False)
+                dense = reference.residual_window(i)
                 for j, h in enumerate(hooks.outputs):
                     mapped = h[0].double().cpu() @ back[j]
-                    acc.add_residual(j, mapped, torch.from_numpy(np.array(residuals[i, j])))
+                    acc.add_residual(j, mapped, torch.from_numpy(dense[j]))
+                    if writer is not None and j in writer.layers:
+                        writer.add(i, j, mapped.numpy())
                 acc.tokens += windows.shape[1]
-                acc.add_logits(out.logits[0].cpu(), torch.from_numpy(np.array(logits[i])))
+                acc.add_logits(out.logits[0].cpu(), torch.from_numpy(reference.logits_window(i)))
     finally:
         hooks.remove()
     return acc.result()

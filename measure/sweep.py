@@ -35,8 +35,17 @@ DEFAULT_SPARSITIES = (0.1, 0.2, 0.25, 0.3, 0.4, 0.5)
 ANALOGY_TASKS = ("analogy_capitals", "analogy_family", "analogy_comparative", "analogy_currency")
 
 # Fields that change how fast a run is, not what it measures: left out of the config hash.
+# Storing activations changes what is kept, not the numbers: also left out.
 NOT_HASHED = frozenset(
-    {"batch_size", "calibration_batch_size", "task_batch_size", "device_map", "max_memory"}
+    {
+        "batch_size",
+        "calibration_batch_size",
+        "task_batch_size",
+        "device_map",
+        "max_memory",
+        "store_activations",
+        "activation_dtype",
+    }
 )
 
 
@@ -71,6 +80,10 @@ class MeasureConfig:
     task_batch_size: int = field(default=16, metadata={"help": "harness batch size"})
     capture_windows: int = field(default=4, metadata={"help": "windows for activation flow"})
     keep_token_nll: bool = field(default=False, metadata={"help": "store per-token NLL"})
+    store_activations: tuple[int, ...] = field(
+        default=(), metadata={"help": "layers whose mapped-back residuals are stored"}
+    )
+    activation_dtype: str = field(default="float16", metadata={"help": "float16 or float32"})
 
     def __post_init__(self) -> None:
         for name in ("nsamples", "calibration_seqlen", "eval_seqlen", "batch_size", "round_to"):
@@ -85,6 +98,13 @@ class MeasureConfig:
                 f"calibration_mode must be 'random' or 'contiguous', got {self.calibration_mode!r}."
             )
         object.__setattr__(self, "tasks", tuple(self.tasks))
+        object.__setattr__(self, "store_activations", tuple(int(x) for x in self.store_activations))
+        if self.activation_dtype not in ("float16", "float32"):
+            raise UsageError(
+                f"activation_dtype must be float16 or float32, got {self.activation_dtype!r}."
+            )
+        if self.store_activations and self.capture_windows == 0:
+            raise UsageError("Storing activations needs capture windows (--capture-windows > 0).")
 
     def protocol(self) -> dict[str, Any]:
         """The hashed part of the config: what the measured numbers depend on."""
@@ -419,7 +439,15 @@ class Sweep:
         flow = None
         if reference is not None:
             bases = [s.basis[:, : s.kept_dim] for s in result.spectra if s.position == "out"]
-            flow = capture_flow(model, reference, bases, progress=self.progress)
+            writer = self._activation_writer(kept_dim, facts)
+            try:
+                flow = capture_flow(model, reference, bases, progress=self.progress, writer=writer)
+            except BaseException:
+                if writer is not None:
+                    writer.abort()
+                raise
+            if writer is not None:
+                writer.close()
         spectrum = Spectrum(
             junctions=tuple(s.name for s in result.spectra),
             eigenvalues=_stack([s.eigenvalues for s in result.spectra]),
@@ -445,6 +473,30 @@ class Sweep:
         gc.collect()
         return write_cell(ds, self.path(kept_dim))
 
+    def activations_path(self, kept_dim: int) -> Path:
+        """Where a cell's stored activations go (beside its archive)."""
+        return self.path(kept_dim).with_suffix(".activations.nc")
+
+    def _activation_writer(self, kept_dim: int, facts):
+        from measure.capture import ActivationWriter
+
+        layers = self.config.store_activations
+        if not layers:
+            return None
+        bad = [layer for layer in layers if not 0 <= layer < facts.num_layers]
+        if bad:
+            raise UsageError(
+                f"--store-activations names layers {bad}; the model has layers "
+                f"0..{facts.num_layers - 1}."
+            )
+        return ActivationWriter(
+            self.activations_path(kept_dim),
+            sorted(layers),
+            self.config.eval_seqlen,
+            facts.hidden_size,
+            dtype=self.config.activation_dtype,
+        )
+
     def run(
         self,
         kept_dims: Sequence[int],
@@ -457,6 +509,13 @@ class Sweep:
         reports: list[CellReport] = []
         prepared_hidden = None
         todo = [d for d in kept_dims if not self.done(d)]
+        if self.config.store_activations:
+            # A finished cell without the activations asked for now is measured again.
+            hidden = self.prepare()["facts"].hidden_size
+            todo += [
+                d for d in kept_dims
+                if d not in todo and d != hidden and not self.activations_path(d).exists()
+            ]
         bar = tqdm(kept_dims, desc="cells", unit="cell", disable=not self.progress)
         for kept_dim in bar:
             bar.set_postfix_str(f"d={kept_dim}")

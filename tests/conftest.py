@@ -101,3 +101,23 @@ def tiny_model_dir(tmp_path_factory):
     paragraphs = [" ".join(rng.choice(words, size=40)) for _ in range(60)]
     (root / "corpus.txt").write_text("\n\n".join(paragraphs))
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep_config(tiny_model_dir):
+    """A seconds-long measurement protocol on the tiny model and its corpus."""
+    from measure.sweep import MeasureConfig
+
+    corpus = str(tiny_model_dir / "corpus.txt")
+    return MeasureConfig(
+        model=str(tiny_model_dir / "model"),
+        calibration_corpus=corpus,
+        eval_corpus=corpus,
+        nsamples=4,
+        calibration_seqlen=16,
+        eval_seqlen=16,
+        eval_windows=3,
+        batch_size=2,
+        tasks=(),
+        capture_windows=2,
+    )

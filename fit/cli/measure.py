@@ -92,6 +92,15 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     proto.add_argument("--task-items", type=positive_int, default=None, help="items per task")
     proto.add_argument("--capture-windows", type=int, default=None, help="0 turns capture off")
     proto.add_argument("--keep-token-nll", action="store_true", default=None)
+    proto.add_argument(
+        "--store-activations",
+        type=int_list,
+        default=None,
+        metavar="LAYERS",
+        help="also store the mapped-back residuals of these layers (e.g. 0,15,29), chunked "
+        "and compressed, beside each sliced cell's archive (off by default)",
+    )
+    proto.add_argument("--activation-dtype", choices=("float16", "float32"), default=None)
     add_execution_arguments(parser)
 
 
@@ -162,6 +171,8 @@ def config_from_args(args: argparse.Namespace):
         "task_items": args.task_items,
         "capture_windows": args.capture_windows,
         "keep_token_nll": args.keep_token_nll,
+        "store_activations": tuple(args.store_activations) if args.store_activations else None,
+        "activation_dtype": args.activation_dtype,
     }
     # Model options given explicitly on the command line win over the profile.
     config = MeasureConfig.from_profile(args.profile, **overrides)

@@ -91,6 +91,7 @@ def measure_cells(args: argparse.Namespace) -> tuple[Any, dict, Any, Path]:
     from fit.cli.measure import run_sweep
     from fit.figures import slug
     from measure.archive import open_sweep
+    from measure.schema import PROTOCOL_ATTRS
     from measure.sweep import DEFAULT_SPARSITIES
 
     if not args.sparsity and not args.kept_dim:
@@ -98,39 +99,13 @@ def measure_cells(args: argparse.Namespace) -> tuple[Any, dict, Any, Path]:
     sweep, kept = run_sweep(args, output=args.runs)
     ds = open_sweep([sweep.path(d) for d in kept])
     observations = observations_from_sweep(ds)
-    keys = (
-        "model_id",
-        "model_sha256",
-        "model_revision",
-        "architecture",
-        "dtype",
-        "device",
-        "calibration_corpus",
-        "calibration_sha256",
-        "nsamples",
-        "calibration_seqlen",
-        "calibration_mode",
-        "seed",
-        "orientation",
-        "slice_head",
-        "eval_corpus",
-        "evaluation_sha256",
-        "eval_seqlen",
-        "eval_windows",
-        "tasks",
-        "task_items",
-        "harness_version",
-        "package_version",
-        "library_versions",
-        "config_hash",
-    )
     protocol = {
         "input": "measured archives",
         "archives": str(sweep.output),
         "protocol_label": protocol_label(ds),
         "profile": args.profile,
     }
-    protocol.update({key: ds.attrs.get(key) for key in keys})
+    protocol.update({key: ds.attrs.get(key) for key in PROTOCOL_ATTRS if key in ds.attrs})
     return observations, protocol, ds, Path("reports") / slug(args.model)
 
 

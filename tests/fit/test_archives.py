@@ -5,24 +5,12 @@ import pytest
 
 from fit.archives import observations_from_sweep
 from measure.archive import open_sweep
-from measure.sweep import MeasureConfig, Sweep
+from measure.sweep import Sweep
 
 
 @pytest.fixture(scope="module")
-def tiny_sweep(tiny_model_dir, tmp_path_factory):
-    corpus = str(tiny_model_dir / "corpus.txt")
-    config = MeasureConfig(
-        model=str(tiny_model_dir / "model"),
-        calibration_corpus=corpus,
-        eval_corpus=corpus,
-        nsamples=4,
-        calibration_seqlen=16,
-        eval_seqlen=16,
-        eval_windows=3,
-        batch_size=2,
-        tasks=(),
-        capture_windows=2,
-    )
+def tiny_sweep(tiny_sweep_config, tmp_path_factory):
+    config = tiny_sweep_config
     out = tmp_path_factory.mktemp("sweep")
     Sweep(config, out, progress=False).run([32, 24, 16])
     return open_sweep(out)

@@ -18,26 +18,14 @@ import xarray as xr
 
 from measure.devices import is_dispatched, parse_max_memory, undispatch
 from measure.errors import UsageError
-from measure.sweep import MeasureConfig, Sweep
+from measure.sweep import Sweep
 
 KEPT = [32, 16]
 
 
 @pytest.fixture
-def config(tiny_model_dir):
-    corpus = str(tiny_model_dir / "corpus.txt")
-    return MeasureConfig(
-        model=str(tiny_model_dir / "model"),
-        calibration_corpus=corpus,
-        eval_corpus=corpus,
-        nsamples=4,
-        calibration_seqlen=16,
-        eval_seqlen=16,
-        eval_windows=3,
-        batch_size=2,
-        tasks=(),
-        capture_windows=2,
-    )
+def config(tiny_sweep_config):
+    return tiny_sweep_config
 
 
 def layer_map(model, last: str = "cpu") -> dict[str, str]:

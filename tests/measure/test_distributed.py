@@ -22,7 +22,7 @@ from measure.distributed import (
     run_distributed,
 )
 from measure.errors import UsageError
-from measure.sweep import MeasureConfig, Sweep
+from measure.sweep import Sweep
 
 # Worker processes cannot import this test module by name: ship its functions by value.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -31,20 +31,8 @@ KEPT = [32, 24, 16]
 
 
 @pytest.fixture
-def config(tiny_model_dir):
-    corpus = str(tiny_model_dir / "corpus.txt")
-    return MeasureConfig(
-        model=str(tiny_model_dir / "model"),
-        calibration_corpus=corpus,
-        eval_corpus=corpus,
-        nsamples=4,
-        calibration_seqlen=16,
-        eval_seqlen=16,
-        eval_windows=3,
-        batch_size=2,
-        tasks=(),
-        capture_windows=2,
-    )
+def config(tiny_sweep_config):
+    return tiny_sweep_config
 
 
 def strip_cell_attrs(ds):

@@ -67,21 +67,13 @@ def test_llama3_counts_match_the_published_figures():
     assert sliced.flops_per_token < dense.flops_per_token
 
 
-def test_plan_marks_done_cells_of_the_same_protocol(tiny_model_dir, tmp_path, capsys):
+def test_plan_marks_done_cells_of_the_same_protocol(
+    tiny_model_dir, tiny_sweep_config, tmp_path, capsys
+):
     from fit.cli import main
 
-    corpus = str(tiny_model_dir / "corpus.txt")
-    config = MeasureConfig(
-        model=str(tiny_model_dir / "model"),
-        calibration_corpus=corpus,
-        eval_corpus=corpus,
-        nsamples=4,
-        calibration_seqlen=16,
-        eval_seqlen=16,
-        eval_windows=3,
-        tasks=(),
-        capture_windows=0,
-    )
+    config = tiny_sweep_config.replace(capture_windows=0)
+    corpus = config.eval_corpus
     Sweep(config, tmp_path, progress=False).run([32])
     args = ["measure", "--model", config.model, "--calibration-corpus", corpus, "--corpus"]
     args += [corpus, "--nsamples", "4", "--calibration-seqlen", "16", "--seqlen", "16"]

@@ -6,24 +6,12 @@ import xarray as xr
 
 import measure.sweep as sweep_module
 from measure.archive import ArchiveError, open_sweep, read_cell
-from measure.sweep import MeasureConfig, Sweep, kept_dims_for
+from measure.sweep import Sweep, kept_dims_for
 
 
 @pytest.fixture
-def config(tiny_model_dir):
-    corpus = str(tiny_model_dir / "corpus.txt")
-    return MeasureConfig(
-        model=str(tiny_model_dir / "model"),
-        calibration_corpus=corpus,
-        eval_corpus=corpus,
-        nsamples=4,
-        calibration_seqlen=16,
-        eval_seqlen=16,
-        eval_windows=3,
-        batch_size=2,
-        tasks=(),
-        capture_windows=2,
-    )
+def config(tiny_sweep_config):
+    return tiny_sweep_config
 
 
 KEPT = [32, 24, 16]
@@ -145,3 +133,28 @@ def test_damaged_cell_is_named_not_recomputed(config, tmp_path):
     sweep.path(32).write_bytes(b"garbage")
     with pytest.raises(ArchiveError, match=sweep.path(32).name):
         Sweep(config, tmp_path, progress=False).run([32])
+
+
+def test_activations_are_stored_chunked_and_compressed_when_asked(config, tmp_path):
+    import netCDF4
+
+    plain = Sweep(config, tmp_path, progress=False)
+    plain.run([32, 16])
+    assert not plain.activations_path(16).exists()  # off by default
+    stored = config.replace(store_activations=(0, 1))
+    assert stored.config_hash() == config.config_hash()  # same numbers, same cells
+    sweep = Sweep(stored, tmp_path, progress=False)
+    reports = sweep.run([32, 16])
+    assert [r.skipped for r in reports] == [True, False]  # re-measured to add activations
+    path = sweep.activations_path(16)
+    with netCDF4.Dataset(path) as handle:
+        var = handle["residual"]
+        assert var.dimensions == ("window", "layer", "token", "component")
+        assert var.shape == (2, 2, 16, 32) and var.precision == "float16"
+        assert var.filters()["zlib"] and var.chunking() == [1, 1, 16, 32]
+        values = var[:].astype(np.float64)
+    assert np.array_equal(values, values.astype(np.float16).astype(np.float64))
+    cell = read_cell(sweep.path(16))
+    norms = np.linalg.norm(values, axis=-1).mean(axis=(0, 2))
+    np.testing.assert_allclose(norms, cell.residual_norm.values, rtol=2e-3)
+    assert not list(tmp_path.glob(".*.tmp"))
