@@ -513,7 +513,8 @@ class Sweep:
             # A finished cell without the activations asked for now is measured again.
             hidden = self.prepare()["facts"].hidden_size
             todo += [
-                d for d in kept_dims
+                d
+                for d in kept_dims
                 if d not in todo and d != hidden and not self.activations_path(d).exists()
             ]
         bar = tqdm(kept_dims, desc="cells", unit="cell", disable=not self.progress)
