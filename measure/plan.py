@@ -17,9 +17,10 @@ Peak device memory of a cell (bytes; ``b`` bytes per element of the dtype)
 * ``weights = max(P_dense, P_sliced) * b``: a sliced cell loads the dense model and slices
   it in place, so no second copy is kept, and the sliced model (shortcut matrices
   ``Q_a^T Q_b`` included) is what remains;
-* ``slicing = 2 N T D b + B_cal T D 8 + 2 V D 8``: the block inputs and outputs of all
-  ``N`` calibration windows of ``T`` tokens (the slicing engine keeps them on the model's
-  device), one calibration batch in float64 for the second moment, and the float64
+* ``slicing = A + B_cal T D 8 + 2 V D 8``: the calibration activations ``A`` (on a CPU,
+  the block inputs and outputs of all ``N`` windows of ``T`` tokens, ``2 N T D b``; on a GPU
+  they wait in host memory and only the batch in flight is on the device,
+  ``3 B_cal T D b``), one calibration batch in float64 for the second moment, and the float64
   rotation of the largest matrix (the ``V x D`` embedding or head) with its result;
 * ``evaluation = B_eval T_eval V (b + 4 + 4)``: the logits of one evaluation batch, their
   float32 copy and the float32 log-softmax of the cross-entropy.
@@ -311,14 +312,15 @@ def plan_sweep(
         memory = {"weights": max(dense_count, count) * b}
         seconds = {"evaluation": windows * T * flops / peak}
         if sliced:
-            memory["calibration activations"] = 2 * N * T_cal * D * b
+            if _on_gpu(config):
+                # Offloaded: activations wait on the host; a batch's input, mid and output
+                # are on the device while its layer half runs.
+                memory["calibration batches in flight"] = 3 * B_cal * T_cal * D * b
+            else:
+                memory["calibration activations"] = 2 * N * T_cal * D * b
             memory["float64 moment batch"] = B_cal * T_cal * D * 8
             memory["float64 rotation"] = 2 * V * D * 8
-            slicing = (
-                memory["calibration activations"]
-                + memory["float64 moment batch"]
-                + memory["float64 rotation"]
-            )
+            slicing = sum(memory[k] for k in memory if k != "weights")
             seconds["calibration"] = N * T_cal * _forward_flops(facts, None, T_cal) / peak
             seconds["rotation"] = 2 * d * _stream_weights(facts) / (FLOAT64_TFLOPS * 1e12 * MFU)
             seconds["eigendecomposition"] = (2 * L + 1) * 9 * D**3 / (_eigh_gflops(config) * 1e9)
@@ -360,8 +362,15 @@ def plan_sweep(
         "(theory.counts convention: 2 FLOPs per multiply-accumulate, shortcuts included)",
         f"{windows_note}; calibration {N} x {T_cal} tokens through the dense model; "
         f"capture {capture} windows",
-        "device memory = max(P_dense, P_sliced) b + max(2 N T D b + B_cal T D 8 + 2 V D 8, "
-        f"B_eval T V (b + 8)) with b = {b} bytes ({config.dtype}); see measure.plan",
+        "device memory = max(P_dense, P_sliced) b + max(A + B_cal T D 8 + 2 V D 8, "
+        f"B_eval T V (b + 8)) with b = {b} bytes ({config.dtype}) and A = "
+        + (
+            f"3 B_cal T D b (calibration activations offloaded: 2 N T D b = "
+            f"{2 * N * T_cal * D * b / GIB:.1f} GiB wait in host memory)"
+            if _on_gpu(config)
+            else "2 N T D b (calibration activations)"
+        )
+        + "; see measure.plan",
     ]
     if config.device == "cpu" and config.device_map is None:
         assumptions.append(

@@ -431,6 +431,8 @@ class Sweep:
                 round_to=self.config.round_to,
                 batch_size=self.config.calibration_batch_size,
                 record_second_moments=reference is not None,
+                # On an accelerator, calibration activations wait on the CPU between layers.
+                offload_activations=True,
                 progress=self.progress,
             )
         model = redispatch(model, device_map)

@@ -204,6 +204,7 @@ def slice_model(
     center_embeddings: bool | None = None,
     damping: float = DAMPING,
     record_second_moments: bool = False,
+    offload_activations: bool = False,
     progress: bool = True,
     on_layer: Callable[[int, float], None] | None = None,
 ) -> SlicingResult:
@@ -228,6 +229,9 @@ def slice_model(
     center_embeddings : see :func:`~measure.slicing.fuse_model`.
     damping : added to the second moment's diagonal as a fraction of its mean.
     record_second_moments : also keep each junction's second moment and basis.
+    offload_activations : keep the calibration activations on the CPU between layers when
+        the model is on an accelerator (each batch is moved to the device for its layer
+        half); the arithmetic is unchanged.
     progress : show a per-layer progress bar.
     on_layer : called with ``(layer_index, seconds)`` after each layer.
 
@@ -271,6 +275,23 @@ def slice_model(
     batches = _batches(calibration, attention_mask, batch_size)
     masks = [m for _, m in batches]
     xs, layer_kwargs = capture_layer0_inputs(model, adapter, batches)
+    compute = xs[0].device
+    if offload_activations and compute.type != "cpu":
+        # Calibration activations wait on the CPU between layers; each batch visits the
+        # device only while its layer half runs (same arithmetic, bounded device memory).
+        def stash(t: torch.Tensor) -> torch.Tensor:
+            return t.to("cpu", non_blocking=False)
+
+        def fetch(t: torch.Tensor) -> torch.Tensor:
+            return t.to(compute)
+
+        xs = [stash(x) for x in xs]
+    else:
+
+        def stash(t: torch.Tensor) -> torch.Tensor:
+            return t
+
+        fetch = stash
     num_tokens = 0
 
     def junction(moment, previous, name, layer, position, dim):
@@ -307,12 +328,12 @@ def slice_model(
     # Embeddings junction (SliceGPT Alg. 1, line 2).
     moment = SecondMoment(hidden)
     for x, mask in zip(xs, masks):
-        moment.update(x, mask)
+        moment.update(fetch(x), mask)
     d_in = schedule.embedding_dim
     _, q_in = junction(moment, None, "embeddings", -1, "embeddings", d_in)
     rotate_embeddings(adapter, q_in, d_in)
-    to_in = q_in[:, :d_in].to(device=xs[0].device, dtype=dtype)
-    xs = [x @ to_in for x in xs]
+    to_in = q_in[:, :d_in].to(device=compute, dtype=dtype)
+    xs = [stash(fetch(x) @ to_in) for x in xs]
 
     layer_seconds: list[float] = []
     layers = adapter.layers()
@@ -331,10 +352,11 @@ def slice_model(
             moment = SecondMoment(hidden)
             mids = []
             for i, (x, kwargs) in enumerate(zip(xs, layer_kwargs)):
+                x = fetch(x)
                 mid = adapter.attention_forward(layer, attn_norm(x), kwargs)
                 mid[..., :d_in] += x
                 moment.update(mid, masks[i])
-                mids.append(mid)
+                mids.append(stash(mid))
                 xs[i] = None  # free the layer input
             restore()
             rel_mid, q_mid = junction(moment, q_in, f"layer.{idx}.mid", idx, "mid", d_mid)
@@ -342,18 +364,18 @@ def slice_model(
             rotate_readers(adapter.mlp_inputs(layer), q_mid, d_mid)
             set_shortcut(layer, "attn_shortcut", shortcut(q_in, d_in, q_mid, d_mid), dtype)
             # MLP half, once, on the sliced mid stream, written in the mid basis.
-            to_mid = rel_mid[:, :d_mid].to(device=mids[0].device, dtype=dtype)
+            to_mid = rel_mid[:, :d_mid].to(device=compute, dtype=dtype)
             restore = _rotate_writer_temporarily(mlp_out, q_mid)
             mlp_norm = adapter.mlp_norm(layer)
             moment = SecondMoment(hidden)
             outs = []
             for i, mid in enumerate(mids):
-                mid_s = mid @ to_mid
+                mid_s = fetch(mid) @ to_mid
                 mids[i] = None
                 out = adapter.mlp_forward(layer, mlp_norm(mid_s))
                 out[..., :d_mid] += mid_s
                 moment.update(out, masks[i])
-                outs.append(out)
+                outs.append(stash(out))
             restore()
             rel_out, q_out = junction(moment, q_mid, f"layer.{idx}.out", idx, "out", d_out)
             rotate_writer(mlp_out, q_out, d_out)
@@ -365,12 +387,13 @@ def slice_model(
             moment = SecondMoment(hidden)
             outs = []
             for i, (x, kwargs) in enumerate(zip(xs, layer_kwargs)):
+                x = fetch(x)
                 normed = attn_norm(x)
                 out = adapter.attention_forward(layer, normed, kwargs)
                 out += adapter.mlp_forward(layer, normed)
                 out[..., :d_in] += x
                 moment.update(out, masks[i])
-                outs.append(out)
+                outs.append(stash(out))
                 xs[i] = None
             restore_attn()
             restore_mlp()
@@ -378,8 +401,8 @@ def slice_model(
             rotate_writer(attn_out, q_out, d_out)
             rotate_writer(mlp_out, q_out, d_out)
             set_shortcut(layer, "attn_shortcut", shortcut(q_in, d_in, q_out, d_out), dtype)
-        to_out = rel_out[:, :d_out].to(device=outs[0].device, dtype=dtype)
-        xs = [out @ to_out for out in outs]
+        to_out = rel_out[:, :d_out].to(device=compute, dtype=dtype)
+        xs = [stash(fetch(out) @ to_out) for out in outs]
         del outs
         q_in, d_in = q_out, d_out
         seconds = time.perf_counter() - t0
