@@ -180,3 +180,25 @@ def config_value(config: Any, *names: str, default: Any = None) -> Any:
         if value is not None:
             return value
     return default
+
+
+def shape_facts(config: Any, architecture: str, **family: Any) -> ArchitectureFacts:
+    """Architecture facts whose shape fields come from the usual HF config attributes.
+
+    ``family`` gives what the config does not say in a standard way (MLP gating, norm kind,
+    block kind, biases, fusion, learned positions) and overrides any shape field a family
+    names differently (OPT's ``ffn_dim``, say).
+    """
+    heads = int(config.num_attention_heads)
+    shape: dict[str, Any] = {
+        "architecture": architecture,
+        "hidden_size": int(config.hidden_size),
+        "num_layers": int(config.num_hidden_layers),
+        "num_attention_heads": heads,
+        "num_key_value_heads": int(config_value(config, "num_key_value_heads", default=heads)),
+        "head_dim": int(config_value(config, "head_dim", default=config.hidden_size // heads)),
+        "intermediate_size": int(config_value(config, "intermediate_size", default=0)),
+        "vocab_size": int(config.vocab_size),
+        "tied_embeddings": bool(getattr(config, "tie_word_embeddings", False)),
+    }
+    return ArchitectureFacts(**{**shape, **family})

@@ -17,27 +17,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from measure.adapters.base import DecoderAdapter, architecture_name, config_value
+from measure.adapters.base import DecoderAdapter, architecture_name, shape_facts
 from measure.adapters.registry import register_adapter
 from theory.architecture import ArchitectureFacts
 
 
 def _rotary_facts(config: Any, architecture: str, **biases: bool) -> ArchitectureFacts:
-    heads = int(config.num_attention_heads)
-    return ArchitectureFacts(
-        architecture=architecture,
-        hidden_size=int(config.hidden_size),
-        num_layers=int(config.num_hidden_layers),
-        num_attention_heads=heads,
-        num_key_value_heads=int(config_value(config, "num_key_value_heads", default=heads)),
-        head_dim=int(config_value(config, "head_dim", default=config.hidden_size // heads)),
-        intermediate_size=int(config.intermediate_size),
-        vocab_size=int(config.vocab_size),
-        gated_mlp=True,
-        norm_kind="rms",
-        block_kind="sequential",
-        tied_embeddings=bool(getattr(config, "tie_word_embeddings", False)),
-        **biases,
+    return shape_facts(
+        config, architecture, gated_mlp=True, norm_kind="rms", block_kind="sequential", **biases
     )
 
 

@@ -21,9 +21,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from measure.adapters.base import DecoderAdapter, architecture_name
+from measure.adapters.base import DecoderAdapter, architecture_name, shape_facts
 from measure.adapters.registry import UnsupportedModelError, register_adapter
-from theory.architecture import ArchitectureFacts
 
 #: HF's OPTLearnedPositionalEmbedding adds this many rows (and offsets ids by it).
 POSITION_OFFSET = 2
@@ -70,15 +69,12 @@ class OPTAdapter(DecoderAdapter):
     def facts_from_config(cls, config: Any, *, architecture: str | None = None):
         bias = bool(getattr(config, "enable_bias", True))
         heads = int(config.num_attention_heads)
-        return ArchitectureFacts(
-            architecture=architecture or architecture_name(config),
-            hidden_size=int(config.hidden_size),
-            num_layers=int(config.num_hidden_layers),
-            num_attention_heads=heads,
+        return shape_facts(
+            config,
+            architecture or architecture_name(config),
             num_key_value_heads=heads,
             head_dim=int(config.hidden_size) // heads,
             intermediate_size=int(config.ffn_dim),
-            vocab_size=int(config.vocab_size),
             gated_mlp=False,
             norm_kind="layer",
             block_kind="sequential",

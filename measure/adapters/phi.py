@@ -20,9 +20,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from measure.adapters.base import DecoderAdapter, architecture_name, config_value
+from measure.adapters.base import DecoderAdapter, architecture_name, shape_facts
 from measure.adapters.registry import UnsupportedModelError, register_adapter
-from theory.architecture import ArchitectureFacts
 
 
 @register_adapter("PhiForCausalLM")
@@ -48,20 +47,12 @@ class PhiAdapter(DecoderAdapter):
 
     @classmethod
     def facts_from_config(cls, config: Any, *, architecture: str | None = None):
-        heads = int(config.num_attention_heads)
-        return ArchitectureFacts(
-            architecture=architecture or architecture_name(config),
-            hidden_size=int(config.hidden_size),
-            num_layers=int(config.num_hidden_layers),
-            num_attention_heads=heads,
-            num_key_value_heads=int(config_value(config, "num_key_value_heads", default=heads)),
-            head_dim=int(config_value(config, "head_dim", default=config.hidden_size // heads)),
-            intermediate_size=int(config.intermediate_size),
-            vocab_size=int(config.vocab_size),
+        return shape_facts(
+            config,
+            architecture or architecture_name(config),
             gated_mlp=False,
             norm_kind="layer",
             block_kind="parallel",
-            tied_embeddings=bool(getattr(config, "tie_word_embeddings", False)),
             attention_bias=True,
             attention_output_bias=True,
             mlp_bias=True,
