@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from measure.errors import CorpusError, CorpusTooSmallError, MissingPackageError
+from measure.errors import CorpusError, CorpusTooSmallError, MissingPackageError, first_line
 
 if TYPE_CHECKING:
     import torch
@@ -236,7 +236,7 @@ def _load_wikitext2(eval_fraction: float) -> Corpus:
     except Exception as exc:  # noqa: BLE001 - any hub failure becomes one message
         raise CorpusError(
             "The corpus wikitext2 (wikitext-2-raw-v1) could not be loaded from the Hugging "
-            f"Face hub ({type(exc).__name__}: {_first_line(exc)}). It needs network access "
+            f"Face hub ({type(exc).__name__}: {first_line(exc)}). It needs network access "
             "or a local datasets cache. Offline, use --corpus enwiki-sample, --corpus "
             "lee-news, or the path of a UTF-8 text file."
         ) from None
@@ -247,11 +247,6 @@ def _load_wikitext2(eval_fraction: float) -> Corpus:
         tuple(data["test"]["text"]),
         source="wikitext-2-raw-v1 via datasets (CC BY-SA)",
     )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else ""
 
 
 def read_text_file(path: str | os.PathLike[str]) -> str:

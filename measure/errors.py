@@ -39,3 +39,9 @@ class CorpusTooSmallError(CorpusError):
 
 class UsageError(ToolkitError):
     """An option value the toolkit cannot use (unknown device or dtype, bad grid, ...)."""
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (for one-paragraph errors), or ``""``."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:limit] if lines else ""

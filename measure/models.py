@@ -36,6 +36,7 @@ from measure.errors import (
     ModelUnavailableError,
     UnknownModelError,
     UsageError,
+    first_line,
 )
 
 if TYPE_CHECKING:
@@ -431,7 +432,7 @@ def load_model(
         model = AutoModelForCausalLM.from_pretrained(load_from, **kwargs)
     except OSError as exc:
         raise ModelUnavailableError(
-            f"The weights of '{spec.name}' could not be loaded ({_first_line(exc)}). {OFFLINE_HINT}"
+            f"The weights of '{spec.name}' could not be loaded ({first_line(exc) or type(exc).__name__}). {OFFLINE_HINT}"
         ) from None
     finally:
         if quiet:
@@ -452,11 +453,6 @@ def load_model(
     provenance["architecture"] = model.config.architectures[0]
     provenance["load_seconds"] = round(time.perf_counter() - start, 3)
     return LoadedModel(model=model, tokenizer=tokenizer, spec=spec, provenance=provenance)
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:200] if lines else type(exc).__name__
 
 
 def local_weights_sha256(directory: Path) -> str:

@@ -30,6 +30,7 @@ from typing import Any
 
 from measure.archive import cell_path, read_cell, write_cell
 from measure.errors import UsageError
+from measure.versions import library_versions, package_version
 
 DEFAULT_SPARSITIES = (0.1, 0.2, 0.25, 0.3, 0.4, 0.5)
 ANALOGY_TASKS = ("analogy_capitals", "analogy_family", "analogy_comparative", "analogy_currency")
@@ -187,27 +188,6 @@ class CellReport:
     seconds: float
 
 
-def _library_versions() -> dict[str, str]:
-    from importlib import metadata
-
-    out = {}
-    for name in ("torch", "transformers", "numpy", "xarray", "lm_eval", "netCDF4"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-
-def _package_version() -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version("repdim")
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
 class Sweep:
     """One sweep over kept dims for one model and protocol.
 
@@ -314,9 +294,9 @@ class Sweep:
             "eval_windows": int(windows.shape[0]),
             "tasks": list(cfg.tasks),
             "task_items": cfg.task_items if cfg.task_items is not None else "all",
-            "harness_version": _harness_version(),
-            "package_version": _package_version(),
-            "library_versions": _library_versions(),
+            "harness_version": package_version("lm_eval"),
+            "package_version": package_version("repdim", missing="unknown"),
+            "library_versions": library_versions(),
             "config_hash": self.hash,
             "config": dataclasses.asdict(cfg),
             "capture_windows": int(capture.shape[0]),
@@ -556,12 +536,3 @@ def _cell_attrs(start: float) -> dict[str, Any]:
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "cell_seconds": round(time.perf_counter() - start, 2),
     }
-
-
-def _harness_version() -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version("lm_eval")
-    except metadata.PackageNotFoundError:
-        return "not installed"

@@ -268,9 +268,9 @@ class TaskResult:
 
 
 def harness_version() -> str:
-    from importlib import metadata
+    from measure.versions import package_version
 
-    return metadata.version("lm_eval")
+    return package_version("lm_eval")
 
 
 def run_tasks(

@@ -65,16 +65,3 @@ def positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries that produce numbers, for provenance."""
-    from importlib import metadata
-
-    versions = {}
-    for name in ("repdim", "torch", "transformers", "numpy"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions

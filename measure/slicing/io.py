@@ -71,15 +71,12 @@ class LoadedSlice:
 
 
 def _versions() -> dict[str, str]:
-    import transformers
+    from measure.versions import library_versions, package_version
 
-    try:
-        from importlib.metadata import version
-
-        package = version("repdim")
-    except Exception:  # noqa: BLE001 - running from a source tree
-        package = "unknown"
-    return {"repdim": package, "torch": torch.__version__, "transformers": transformers.__version__}
+    return {
+        "repdim": package_version("repdim", missing="unknown"),
+        **library_versions(("torch", "transformers")),
+    }
 
 
 def save_sliced(
