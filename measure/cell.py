@@ -25,11 +25,14 @@ class Spectrum:
     kept_dims: tuple[int, ...]
 
     def retained_energy(self) -> np.ndarray:
-        totals = self.eigenvalues.sum(axis=1)
-        kept = np.array(
-            [row[:k].sum() for row, k in zip(self.eigenvalues, self.kept_dims, strict=True)]
+        from measure.slicing.pca import retained_energy
+
+        return np.array(
+            [
+                retained_energy(row, k)
+                for row, k in zip(self.eigenvalues, self.kept_dims, strict=True)
+            ]
         )
-        return kept / totals
 
 
 def attr_value(value: Any) -> Any:

@@ -104,6 +104,13 @@ def random_orthogonal_upper_left(dim: int, kept: int, generator: torch.Generator
     return out
 
 
+def retained_energy(eigenvalues: np.ndarray, kept_dim: int) -> float:
+    """Share of the trace in the top ``kept_dim`` of descending ``eigenvalues`` (negative
+    round-off values count as zero)."""
+    values = np.clip(np.asarray(eigenvalues, dtype=np.float64), 0.0, None)
+    return float(values[:kept_dim].sum() / values.sum())
+
+
 @dataclass
 class JunctionSpectrum:
     """What the PCA at one junction measured.
@@ -135,6 +142,4 @@ class JunctionSpectrum:
 
     def retained_energy(self, kept_dim: int | None = None) -> float:
         """Fraction of the second moment's trace in the top ``kept_dim`` directions."""
-        d = self.kept_dim if kept_dim is None else kept_dim
-        values = np.clip(self.eigenvalues, 0.0, None)
-        return float(values[:d].sum() / values.sum())
+        return retained_energy(self.eigenvalues, self.kept_dim if kept_dim is None else kept_dim)
