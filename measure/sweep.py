@@ -410,7 +410,7 @@ class Sweep:
                 seed=self.config.seed,
                 round_to=self.config.round_to,
                 batch_size=self.config.calibration_batch_size,
-                record_second_moments=reference is not None,
+                record_bases=reference is not None,
                 # On an accelerator, calibration activations wait on the CPU between layers.
                 offload_activations=True,
                 progress=self.progress,

@@ -204,6 +204,7 @@ def slice_model(
     center_embeddings: bool | None = None,
     damping: float = DAMPING,
     record_second_moments: bool = False,
+    record_bases: bool = False,
     offload_activations: bool = False,
     progress: bool = True,
     on_layer: Callable[[int, float], None] | None = None,
@@ -229,6 +230,8 @@ def slice_model(
     center_embeddings : see :func:`~measure.slicing.fuse_model`.
     damping : added to the second moment's diagonal as a fraction of its mean.
     record_second_moments : also keep each junction's second moment and basis.
+    record_bases : keep each junction's basis only (what mapping activations back needs;
+        skips the second moments' memory and their rotation back).
     offload_activations : keep the calibration activations on the CPU between layers when
         the model is on an accelerator (each batch is moved to the device for its layer
         half); the arithmetic is unchanged.
@@ -320,7 +323,7 @@ def slice_model(
                 num_tokens=count,
                 damping=damp,
                 second_moment=second,
-                basis=absolute.numpy().copy() if record_second_moments else None,
+                basis=absolute.numpy().copy() if record_second_moments or record_bases else None,
             )
         )
         return relative, absolute

@@ -24,9 +24,7 @@ def sliced_and_reference(family, kept_dim, tmp_path):
         dense, windows, tmp_path / "ref", centre=facts_norm == "layer"
     )
     sliced = copy.deepcopy(dense)
-    result = slice_model(
-        sliced, tokens, kept_dim=kept_dim, record_second_moments=True, progress=False
-    )
+    result = slice_model(sliced, tokens, kept_dim=kept_dim, record_bases=True, progress=False)
     return dense, sliced, result, reference
 
 

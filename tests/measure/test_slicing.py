@@ -439,3 +439,21 @@ def test_offloading_calibration_activations_changes_nothing():
         torch.testing.assert_close(
             a(input_ids=probe).logits, b(input_ids=probe).logits, rtol=0, atol=0
         )
+
+
+def test_recording_bases_alone_keeps_the_same_bases_without_second_moments():
+    import copy
+
+    from measure.testing import random_tokens, tiny_model
+
+    dense = tiny_model("llama", dtype=torch.float64, seed=5)
+    tokens = random_tokens(dense.config.vocab_size, 4, 12, seed=6)
+    full = slice_model(
+        copy.deepcopy(dense), tokens, kept_dim=24, progress=False, record_second_moments=True
+    )
+    bases = slice_model(
+        copy.deepcopy(dense), tokens, kept_dim=24, progress=False, record_bases=True
+    )
+    for a, b in zip(full.spectra, bases.spectra, strict=True):
+        assert b.second_moment is None and a.second_moment is not None
+        np.testing.assert_array_equal(a.basis, b.basis)
