@@ -37,6 +37,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from measure.devices import input_device
+
 if TYPE_CHECKING:
     import torch
     from torch import nn
@@ -140,7 +142,7 @@ class DenseReference:
             _create(tmp / "residuals.npy", np.float16, (n, len(layers), seqlen, hidden))
             _create(tmp / "logits.npy", np.float32, (n, seqlen, vocab))
             hooks = _LayerOutputs(layers)
-            device = next(model.parameters()).device
+            device = input_device(model)
             try:
                 with torch.inference_mode():
                     for i in tqdm(
@@ -346,7 +348,7 @@ def capture_flow(
     if len(bases) != len(layers):
         raise ValueError(f"need one basis per layer ({len(layers)}), got {len(bases)}")
     windows = torch.from_numpy(reference.windows)
-    device = next(model.parameters()).device
+    device = input_device(model)
     back = [torch.from_numpy(np.ascontiguousarray(b.T)).double() for b in bases]
     acc = FlowAccumulator(len(layers))
     hooks = _LayerOutputs(layers)

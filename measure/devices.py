@@ -1,19 +1,24 @@
-"""Devices for a sweep: memory caps, and slicing a model that accelerate has dispatched.
+"""Devices for a sweep: memory caps, where inputs go, and slicing a dispatched model.
 
-``--device-map auto`` loads a model through accelerate, which may attach hooks to its
-modules (they move each module's inputs to its execution device and, for offloaded
-modules, stream the weights in at call time). SliceGPT rewrites the weights and the
-decoder blocks in place, which those hooks get in the way of:
+``--device-map auto`` loads a model through accelerate, which attaches hooks to its
+modules: they move each module's inputs to its execution device and, for modules
+offloaded to the CPU or to disk, keep the weights on the ``meta`` device and stream
+them in at every call. SliceGPT rewrites the weights and the decoder blocks in place,
+which those hooks get in the way of:
 
 * a hook replaces ``module.forward`` on the instance, so the sliced block class that
   slicing swaps in would never be called;
-* an offloaded module keeps its weights on the ``meta`` device and reloads the
-  original weights at every call, so rotating them in place is impossible.
+* an offloaded module reloads its original weights at every call, so weights rotated
+  in place would be thrown away.
 
-:func:`undispatch` therefore removes the hooks before slicing and refuses, with a clear
-message, weights that are offloaded or spread over several devices (the slicing maths
-keeps every junction's float64 second moment and basis on one device); after slicing,
-:func:`redispatch` puts the hooks back with the same device map for evaluation.
+:func:`undispatch` therefore removes the hooks and brings offloaded weights into host
+memory (the model must fit in host RAM plus its GPUs, as SliceGPT's own layer-by-layer
+offload assumes). Slicing then runs every layer on its execution device: a layer on a
+GPU where it is, a layer that was offloaded on the map's main device, moved there for
+its turn and back afterwards (:func:`measure.slicing.slice_model`'s ``device``).
+:func:`redispatch` puts the hooks back with the same device map for evaluation; weights
+mapped to ``disk`` are written to a fresh offload folder, since the sliced weights no
+longer match the checkpoint.
 
 Examples
 --------
@@ -21,17 +26,26 @@ Examples
 {0: '20GiB', 'cpu': '64GiB'}
 >>> parse_max_memory('{"0": "20GiB", "cpu": "64GiB"}')
 {0: '20GiB', 'cpu': '64GiB'}
+>>> main_device({"model.embed_tokens": 0, "model.layers.0": 1, "lm_head": "cpu"})
+device(type='cuda', index=0)
+>>> main_device({"model.embed_tokens": "cpu", "model.layers": "disk"})
+device(type='cpu')
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
+import tempfile
+import weakref
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from measure.errors import UsageError
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
 
 _MEMORY = re.compile(r"^\d+(\.\d+)?\s*([KMGT]i?B|B)?$", re.IGNORECASE)
@@ -82,40 +96,122 @@ def is_dispatched(model: nn.Module) -> bool:
     return any(hasattr(module, "_hf_hook") for module in model.modules())
 
 
-def undispatch(model: nn.Module) -> dict[str, Any] | None:
+def as_device(value: Any) -> torch.device:
+    """A ``device_map`` value (GPU index, ``"cuda:1"``, ``"cpu"``, ...) as a torch device."""
+    import torch
+
+    if isinstance(value, int):
+        return torch.device("cuda", value)
+    if isinstance(value, str) and value.isdigit():
+        return torch.device("cuda", int(value))
+    return torch.device(value)
+
+
+def main_device(device_map: dict[str, Any]) -> torch.device:
+    """Where offloaded modules run: the first accelerator of the map, else the CPU.
+
+    This is accelerate's own rule in ``dispatch_model``.
+    """
+    for value in device_map.values():
+        if value not in ("cpu", "disk"):
+            return as_device(value)
+    return as_device("cpu")
+
+
+def input_device(model: nn.Module) -> torch.device:
+    """The device that token ids must be on for ``model(input_ids=...)``.
+
+    The input embedding's execution device: where its weights are, or, for an embedding
+    offloaded by accelerate (weights on ``meta``), the device its hook runs it on.
+    ``next(model.parameters()).device`` is wrong for such models.
+    """
+    import torch
+
+    getter = getattr(model, "get_input_embeddings", None)
+    if getter is None:  # not a transformers model: its first parameter decides
+        return next((p.device for p in model.parameters()), torch.device("cpu"))
+    embedding = getter()
+    hook = getattr(embedding, "_hf_hook", None)
+    for candidate in getattr(hook, "hooks", None) or [hook]:
+        device = getattr(candidate, "execution_device", None)
+        if device is not None:
+            return as_device(device)
+    weight = getattr(embedding, "weight", None)
+    if weight is not None and not weight.is_meta:
+        return weight.device
+    return torch.device("cpu")
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """What :func:`undispatch` removed: the device map and the map's main device."""
+
+    device_map: dict[str, Any]
+    main_device: torch.device
+
+    @property
+    def offloaded(self) -> bool:
+        return any(value in ("cpu", "disk") for value in self.device_map.values())
+
+
+def _hooks(module: nn.Module) -> list[Any]:
+    hook = getattr(module, "_hf_hook", None)
+    if hook is None:
+        return []
+    return list(getattr(hook, "hooks", None) or [hook])
+
+
+def _materialise_offloaded(model: nn.Module) -> int:
+    """Copy offloaded weights from accelerate's weights maps into host memory.
+
+    Returns the number of tensors brought in. Without this, removing the hooks leaves
+    weights that ``from_pretrained`` offloaded on the ``meta`` device.
+    """
+    from accelerate.utils import set_module_tensor_to_device
+
+    count = 0
+    for module in model.modules():
+        for hook in _hooks(module):
+            weights = getattr(hook, "weights_map", None)
+            if not getattr(hook, "offload", False) or weights is None:
+                continue
+            for name in list(getattr(hook, "original_devices", {}) or {}):
+                owner, _, leaf = name.rpartition(".")
+                tensor = getattr(module.get_submodule(owner) if owner else module, leaf)
+                if tensor is None or not tensor.is_meta:
+                    continue  # kept on the module (non-persistent buffers, for one)
+                set_module_tensor_to_device(module, name, "cpu", value=weights[name])
+                count += 1
+            hook.offload = False  # the weights now live in the module itself
+    return count
+
+
+def undispatch(model: nn.Module) -> Dispatch | None:
     """Remove accelerate's hooks so that ``model`` can be sliced in place.
 
-    Returns the device map to give back to :func:`redispatch` after slicing, or
-    ``None`` when the model was not dispatched.
-
-    Raises
-    ------
-    UsageError
-        Weights are offloaded (on the ``meta`` device) or on more than one device.
+    Offloaded weights (``cpu`` or ``disk`` in the device map) are copied into host
+    memory first. Returns what :func:`redispatch` needs after slicing, or ``None`` when
+    the model was not dispatched.
     """
     if not is_dispatched(model):
         return None
-    offloaded = sorted({n.rsplit(".", 1)[0] for n, p in model.named_parameters() if p.is_meta})
-    if offloaded:
-        shown = ", ".join(offloaded[:3]) + (" ..." if len(offloaded) > 3 else "")
-        raise UsageError(
-            f"Slicing rewrites the weights in place, but {len(offloaded)} module(s) ({shown}) "
-            "are offloaded by device_map (their weights live on the meta device and are "
-            "reloaded at every call). Raise --max-memory so that the model fits on the "
-            "device(s) without offloading, or use a smaller dtype."
-        )
-    devices = sorted({str(p.device) for p in model.parameters()})
-    if len(devices) > 1:
-        raise UsageError(
-            f"device_map spread the model over {', '.join(devices)}. SliceGPT's interleaved "
-            "PCA runs every block on the calibration activations of the previous one and "
-            "keeps the float64 bases on one device, so the model must fit on one device for "
-            "slicing; cap --max-memory to one GPU (e.g. 0=75GiB) or use --device cuda."
-        )
-    device_map = dict(getattr(model, "hf_device_map", None) or {"": devices[0]})
+    device_map = dict(getattr(model, "hf_device_map", None) or {})
+    if not device_map:
+        devices = sorted({str(p.device) for p in model.parameters() if not p.is_meta})
+        device_map = {"": devices[0] if devices else "cpu"}
+    _materialise_offloaded(model)
     from accelerate.hooks import remove_hook_from_module
 
     remove_hook_from_module(model, recurse=True)
+    still_meta = sorted({n.rsplit(".", 1)[0] for n, p in model.named_parameters() if p.is_meta})
+    if still_meta:
+        shown = ", ".join(still_meta[:3]) + (" ..." if len(still_meta) > 3 else "")
+        raise UsageError(
+            f"{len(still_meta)} module(s) ({shown}) have no weights after removing "
+            "accelerate's hooks (they were on the meta device without an offload map), so "
+            "they cannot be sliced. Load the model with a device_map that keeps them on "
+            "a device, the CPU or disk."
+        )
     for module in model.modules():
         # accelerate restores the original forward as an instance attribute; that bound
         # method would shadow the sliced block class that slicing swaps in.
@@ -124,14 +220,39 @@ def undispatch(model: nn.Module) -> dict[str, Any] | None:
             bound, "__func__", None
         ) is getattr(type(module), "forward", None):
             del module.__dict__["forward"]
-    return device_map
+    return Dispatch(device_map=device_map, main_device=main_device(device_map))
 
 
-def redispatch(model: nn.Module, device_map: dict[str, Any] | None) -> nn.Module:
-    """Attach accelerate's hooks again with ``device_map`` (a no-op for ``None``)."""
-    if device_map is None:
+def redispatch(model: nn.Module, dispatch: Dispatch | None) -> nn.Module:
+    """Attach accelerate's hooks again with the same device map (a no-op for ``None``).
+
+    Modules mapped to ``disk`` are written to a new temporary offload folder, removed
+    when the model is garbage-collected.
+    """
+    if dispatch is None:
         return model
     from accelerate import dispatch_model
+    from accelerate.utils import offload_state_dict
 
-    main = next(iter(device_map.values()))
-    return dispatch_model(model, device_map, main_device=main, force_hooks=True)
+    offload_dir = None
+    disk = [name for name, value in dispatch.device_map.items() if value == "disk"]
+    if disk:
+        offload_dir = tempfile.mkdtemp(prefix="repdim-offload-")
+        weakref.finalize(model, shutil.rmtree, offload_dir, ignore_errors=True)
+        # Written here rather than by dispatch_model, which misses a whole-model entry "".
+        offload_state_dict(
+            offload_dir,
+            {
+                key: value
+                for key, value in model.state_dict().items()
+                if any(not name or key == name or key.startswith(f"{name}.") for name in disk)
+            },
+        )
+    return dispatch_model(
+        model,
+        dispatch.device_map,
+        main_device=str(dispatch.main_device),
+        offload_dir=offload_dir,
+        skip_keys=getattr(model, "_skip_keys_device_placement", None),
+        force_hooks=True,
+    )

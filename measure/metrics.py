@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from measure.devices import input_device
+
 if TYPE_CHECKING:
     import numpy as np
     import torch
@@ -30,15 +32,6 @@ class PerplexityResult:
     @property
     def mean_nll(self) -> float:
         return float(self.window_nll.mean())
-
-
-def _model_device(model) -> torch.device:
-    import torch
-
-    try:
-        return next(model.parameters()).device
-    except StopIteration:  # pragma: no cover - a model without parameters
-        return torch.device("cpu")
 
 
 def perplexity(
@@ -63,7 +56,7 @@ def perplexity(
         raise ValueError(
             f"windows must have shape (n >= 1, seqlen >= 2), got {tuple(windows.shape)}"
         )
-    device = _model_device(model)
+    device = input_device(model)
     window_nll: list[np.ndarray] = []
     token_nll: list[np.ndarray] = []
     starts = range(0, windows.shape[0], batch_size)

@@ -398,12 +398,13 @@ class Sweep:
         gc.collect()
         loaded = self._load()
         model = loaded.model
-        # A model dispatched by device_map is sliced without accelerate's hooks, then re-hooked.
-        device_map = undispatch(model)
+        # A model dispatched by device_map is sliced without accelerate's hooks (offloaded
+        # layers visit the map's main device in turn), then re-hooked with the same map.
+        dispatch = undispatch(model)
         with torch.no_grad():
             result = slice_model(
                 model,
-                prepared["calibration"].to(_device_of(model)),
+                prepared["calibration"],
                 kept_dim=kept_dim,
                 slice_head=self.config.slice_head,
                 orientation=self.config.orientation,
@@ -413,9 +414,10 @@ class Sweep:
                 record_bases=reference is not None,
                 # On an accelerator, calibration activations wait on the CPU between layers.
                 offload_activations=True,
+                device=None if dispatch is None else dispatch.main_device,
                 progress=self.progress,
             )
-        model = redispatch(model, device_map)
+        model = redispatch(model, dispatch)
         label = f"d={kept_dim}"
         ppl, tasks = self._measure(model, loaded.tokenizer, label)
         flow = None
@@ -525,10 +527,6 @@ def _stack(arrays):
     import numpy as np
 
     return np.stack([np.asarray(a, dtype=np.float64) for a in arrays])
-
-
-def _device_of(model):
-    return next(model.parameters()).device
 
 
 def _cell_attrs(start: float) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from typing import Literal
 
 import numpy as np
 
+from measure.devices import input_device
 from measure.errors import UsageError
 
 Metric = Literal["acc", "acc_norm"]
@@ -358,9 +359,12 @@ def _evaluate(
     from lm_eval.tasks import TaskManager
 
     manager = TaskManager(include_path=str(include) if include else None, include_defaults=hub)
-    device = str(next(model.parameters()).device)
+    device = input_device(model)
     logging.getLogger("lm_eval").setLevel(logging.WARNING if progress else logging.ERROR)
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device)
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=str(device))
+    # HFLM takes a model instance's device from its first parameter, which is ``meta`` for
+    # a model whose first module accelerate offloaded; token ids must go to the embedding.
+    lm._device = device
     try:
         output = simple_evaluate(
             model=lm,

@@ -27,6 +27,7 @@ the reference.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ from measure.slicing.pca import (
 from measure.slicing.rotate import (
     is_rotated,
     model_dtype,
+    module_device,
     rotate_embeddings,
     rotate_readers,
     rotate_writer,
@@ -172,6 +174,133 @@ def _rotate_writer_temporarily(linear: nn.Linear, q: torch.Tensor) -> Callable[[
     return restore
 
 
+def _slice_layer(
+    adapter: DecoderAdapter,
+    layer: nn.Module,
+    idx: int,
+    block_kind: str,
+    schedule: SlicingSchedule,
+    xs: list[torch.Tensor | None],
+    masks: list[torch.Tensor | None],
+    layer_kwargs: list[dict[str, Any]],
+    q_in: torch.Tensor,
+    d_in: int,
+    run: torch.device,
+    dtype: torch.dtype,
+    hidden: int,
+    junction: Callable[..., tuple[torch.Tensor, torch.Tensor]],
+    stash: Callable[[torch.Tensor], torch.Tensor],
+) -> tuple[torch.Tensor, int]:
+    """Rotate and slice one block on ``run``; ``xs`` (its inputs) becomes its outputs.
+
+    Returns the output junction's basis and kept width.
+    """
+    d_out = schedule.out_dim(idx)
+    attn_norm = adapter.attention_norm(layer)
+    attn_out, mlp_out = adapter.attention_output(layer), adapter.mlp_output(layer)
+    if block_kind == "sequential":
+        d_mid = schedule.mid_dim(idx)
+        rotate_readers(adapter.attention_inputs(layer), q_in, d_in)
+        # Attention half, once, written in the input basis: there the residual
+        # occupies the first d_in coordinates, so no projection is needed.
+        restore = _rotate_writer_temporarily(attn_out, q_in)
+        moment = SecondMoment(hidden)
+        mids = []
+        for i, (x, kwargs) in enumerate(zip(xs, layer_kwargs)):
+            x = x.to(run)
+            mid = adapter.attention_forward(layer, attn_norm(x), kwargs)
+            mid[..., :d_in] += x
+            moment.update(mid, masks[i])
+            mids.append(stash(mid))
+            xs[i] = None  # free the layer input
+        restore()
+        rel_mid, q_mid = junction(moment, q_in, f"layer.{idx}.mid", idx, "mid", d_mid)
+        rotate_writer(attn_out, q_mid, d_mid)
+        rotate_readers(adapter.mlp_inputs(layer), q_mid, d_mid)
+        set_shortcut(layer, "attn_shortcut", shortcut(q_in, d_in, q_mid, d_mid), dtype)
+        # MLP half, once, on the sliced mid stream, written in the mid basis.
+        to_mid = rel_mid[:, :d_mid].to(device=run, dtype=dtype)
+        restore = _rotate_writer_temporarily(mlp_out, q_mid)
+        mlp_norm = adapter.mlp_norm(layer)
+        moment = SecondMoment(hidden)
+        outs = []
+        for i, mid in enumerate(mids):
+            mid_s = mid.to(run) @ to_mid
+            mids[i] = None
+            out = adapter.mlp_forward(layer, mlp_norm(mid_s))
+            out[..., :d_mid] += mid_s
+            moment.update(out, masks[i])
+            outs.append(stash(out))
+        restore()
+        rel_out, q_out = junction(moment, q_mid, f"layer.{idx}.out", idx, "out", d_out)
+        rotate_writer(mlp_out, q_out, d_out)
+        set_shortcut(layer, "mlp_shortcut", shortcut(q_mid, d_mid, q_out, d_out), dtype)
+    else:
+        rotate_readers(adapter.attention_inputs(layer) + adapter.mlp_inputs(layer), q_in, d_in)
+        restore_attn = _rotate_writer_temporarily(attn_out, q_in)
+        restore_mlp = _rotate_writer_temporarily(mlp_out, q_in)
+        moment = SecondMoment(hidden)
+        outs = []
+        for i, (x, kwargs) in enumerate(zip(xs, layer_kwargs)):
+            x = x.to(run)
+            normed = attn_norm(x)
+            out = adapter.attention_forward(layer, normed, kwargs)
+            out += adapter.mlp_forward(layer, normed)
+            out[..., :d_in] += x
+            moment.update(out, masks[i])
+            outs.append(stash(out))
+            xs[i] = None
+        restore_attn()
+        restore_mlp()
+        rel_out, q_out = junction(moment, q_in, f"layer.{idx}.out", idx, "out", d_out)
+        rotate_writer(attn_out, q_out, d_out)
+        rotate_writer(mlp_out, q_out, d_out)
+        set_shortcut(layer, "attn_shortcut", shortcut(q_in, d_in, q_out, d_out), dtype)
+    to_out = rel_out[:, :d_out].to(device=run, dtype=dtype)
+    for i, out in enumerate(outs):
+        xs[i] = stash(out.to(run) @ to_out)
+        outs[i] = None
+    return q_out, d_out
+
+
+def _to_device(value: Any, device: torch.device) -> Any:
+    """``value`` with every tensor in it (tuples, lists, dicts) moved to ``device``."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, tuple):
+        return tuple(_to_device(v, device) for v in value)
+    if isinstance(value, list):
+        return [_to_device(v, device) for v in value]
+    if isinstance(value, dict):
+        return {k: _to_device(v, device) for k, v in value.items()}
+    return value
+
+
+def _run_device(home: torch.device, device: torch.device | None) -> torch.device:
+    """Where a module stored on ``home`` runs: ``device`` if it is stored on the CPU."""
+    if device is not None and home.type == "cpu":
+        return device
+    return home
+
+
+@contextlib.contextmanager
+def _visiting(module: nn.Module, device: torch.device | None):
+    """Run ``module`` on its execution device for the block, then move it home.
+
+    A module stored on the CPU visits ``device`` (SliceGPT's layer-by-layer offload);
+    a module on an accelerator stays where it is. Yields the execution device.
+    """
+    home = module_device(module)
+    run = _run_device(home, device)
+    if run != home:
+        module.to(run)
+    try:
+        yield run
+    finally:
+        if run != home:
+            module.to(home)
+
+
 def _batches(
     tokens: torch.Tensor, attention_mask: torch.Tensor | None, batch_size: int
 ) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
@@ -206,6 +335,7 @@ def slice_model(
     record_second_moments: bool = False,
     record_bases: bool = False,
     offload_activations: bool = False,
+    device: str | torch.device | None = None,
     progress: bool = True,
     on_layer: Callable[[int, float], None] | None = None,
 ) -> SlicingResult:
@@ -235,6 +365,11 @@ def slice_model(
     offload_activations : keep the calibration activations on the CPU between layers when
         the model is on an accelerator (each batch is moved to the device for its layer
         half); the arithmetic is unchanged.
+    device : an accelerator on which layers stored on the CPU run while they are sliced:
+        each is moved there for its turn and back afterwards (SliceGPT's layer-by-layer
+        offload; the embeddings and head visit it for their rotation too). Layers on an
+        accelerator run where they are, so a model spread over several GPUs is sliced
+        layer by layer on each. Default: every layer runs where its weights are.
     progress : show a per-layer progress bar.
     on_layer : called with ``(layer_index, seconds)`` after each layer.
 
@@ -278,23 +413,21 @@ def slice_model(
     batches = _batches(calibration, attention_mask, batch_size)
     masks = [m for _, m in batches]
     xs, layer_kwargs = capture_layer0_inputs(model, adapter, batches)
-    compute = xs[0].device
-    if offload_activations and compute.type != "cpu":
-        # Calibration activations wait on the CPU between layers; each batch visits the
-        # device only while its layer half runs (same arithmetic, bounded device memory).
-        def stash(t: torch.Tensor) -> torch.Tensor:
-            return t.to("cpu", non_blocking=False)
+    run_device = None if device is None else torch.device(device)
+    layers = adapter.layers()
+    kwargs_by_device: dict[torch.device, list[dict[str, Any]]] = {}
 
-        def fetch(t: torch.Tensor) -> torch.Tensor:
-            return t.to(compute)
+    def kwargs_on(where: torch.device) -> list[dict[str, Any]]:
+        """The first block's keyword arguments (masks, rotary tables) on ``where``."""
+        if where not in kwargs_by_device:
+            kwargs_by_device[where] = [_to_device(k, where) for k in layer_kwargs]
+        return kwargs_by_device[where]
 
-        xs = [stash(x) for x in xs]
-    else:
+    def stash(t: torch.Tensor) -> torch.Tensor:
+        # With offloading, calibration activations wait on the CPU between layers and
+        # each batch visits the device only while its layer half runs (same arithmetic).
+        return t.to("cpu") if offload_activations else t
 
-        def stash(t: torch.Tensor) -> torch.Tensor:
-            return t
-
-        fetch = stash
     num_tokens = 0
 
     def junction(moment, previous, name, layer, position, dim):
@@ -328,86 +461,42 @@ def slice_model(
         )
         return relative, absolute
 
-    # Embeddings junction (SliceGPT Alg. 1, line 2).
+    # Embeddings junction (SliceGPT Alg. 1, line 2), measured where the first layer runs.
+    first = _run_device(module_device(layers[0]), run_device)
     moment = SecondMoment(hidden)
     for x, mask in zip(xs, masks):
-        moment.update(fetch(x), mask)
+        moment.update(x.to(first), mask)
     d_in = schedule.embedding_dim
     _, q_in = junction(moment, None, "embeddings", -1, "embeddings", d_in)
-    rotate_embeddings(adapter, q_in, d_in)
-    to_in = q_in[:, :d_in].to(device=compute, dtype=dtype)
-    xs = [stash(fetch(x) @ to_in) for x in xs]
+    with contextlib.ExitStack() as visits:
+        for embedding in adapter.embeddings():
+            visits.enter_context(_visiting(embedding, run_device))
+        rotate_embeddings(adapter, q_in, d_in)
+    to_in = q_in[:, :d_in].to(device=first, dtype=dtype)
+    xs = [stash(x.to(first) @ to_in) for x in xs]
 
     layer_seconds: list[float] = []
-    layers = adapter.layers()
     bar = tqdm(layers, desc="slicing", unit="layer", disable=not progress, leave=False)
     for idx, layer in enumerate(bar):
         t0 = time.perf_counter()
-        d_out = schedule.out_dim(idx)
-        attn_norm = adapter.attention_norm(layer)
-        attn_out, mlp_out = adapter.attention_output(layer), adapter.mlp_output(layer)
-        if facts.block_kind == "sequential":
-            d_mid = schedule.mid_dim(idx)
-            rotate_readers(adapter.attention_inputs(layer), q_in, d_in)
-            # Attention half, once, written in the input basis: there the residual
-            # occupies the first d_in coordinates, so no projection is needed.
-            restore = _rotate_writer_temporarily(attn_out, q_in)
-            moment = SecondMoment(hidden)
-            mids = []
-            for i, (x, kwargs) in enumerate(zip(xs, layer_kwargs)):
-                x = fetch(x)
-                mid = adapter.attention_forward(layer, attn_norm(x), kwargs)
-                mid[..., :d_in] += x
-                moment.update(mid, masks[i])
-                mids.append(stash(mid))
-                xs[i] = None  # free the layer input
-            restore()
-            rel_mid, q_mid = junction(moment, q_in, f"layer.{idx}.mid", idx, "mid", d_mid)
-            rotate_writer(attn_out, q_mid, d_mid)
-            rotate_readers(adapter.mlp_inputs(layer), q_mid, d_mid)
-            set_shortcut(layer, "attn_shortcut", shortcut(q_in, d_in, q_mid, d_mid), dtype)
-            # MLP half, once, on the sliced mid stream, written in the mid basis.
-            to_mid = rel_mid[:, :d_mid].to(device=compute, dtype=dtype)
-            restore = _rotate_writer_temporarily(mlp_out, q_mid)
-            mlp_norm = adapter.mlp_norm(layer)
-            moment = SecondMoment(hidden)
-            outs = []
-            for i, mid in enumerate(mids):
-                mid_s = fetch(mid) @ to_mid
-                mids[i] = None
-                out = adapter.mlp_forward(layer, mlp_norm(mid_s))
-                out[..., :d_mid] += mid_s
-                moment.update(out, masks[i])
-                outs.append(stash(out))
-            restore()
-            rel_out, q_out = junction(moment, q_mid, f"layer.{idx}.out", idx, "out", d_out)
-            rotate_writer(mlp_out, q_out, d_out)
-            set_shortcut(layer, "mlp_shortcut", shortcut(q_mid, d_mid, q_out, d_out), dtype)
-        else:
-            rotate_readers(adapter.attention_inputs(layer) + adapter.mlp_inputs(layer), q_in, d_in)
-            restore_attn = _rotate_writer_temporarily(attn_out, q_in)
-            restore_mlp = _rotate_writer_temporarily(mlp_out, q_in)
-            moment = SecondMoment(hidden)
-            outs = []
-            for i, (x, kwargs) in enumerate(zip(xs, layer_kwargs)):
-                x = fetch(x)
-                normed = attn_norm(x)
-                out = adapter.attention_forward(layer, normed, kwargs)
-                out += adapter.mlp_forward(layer, normed)
-                out[..., :d_in] += x
-                moment.update(out, masks[i])
-                outs.append(stash(out))
-                xs[i] = None
-            restore_attn()
-            restore_mlp()
-            rel_out, q_out = junction(moment, q_in, f"layer.{idx}.out", idx, "out", d_out)
-            rotate_writer(attn_out, q_out, d_out)
-            rotate_writer(mlp_out, q_out, d_out)
-            set_shortcut(layer, "attn_shortcut", shortcut(q_in, d_in, q_out, d_out), dtype)
-        to_out = rel_out[:, :d_out].to(device=compute, dtype=dtype)
-        xs = [stash(fetch(out) @ to_out) for out in outs]
-        del outs
-        q_in, d_in = q_out, d_out
+        with _visiting(layer, run_device) as run:
+            q_in, d_in = _slice_layer(
+                adapter,
+                layer,
+                idx,
+                facts.block_kind,
+                schedule,
+                xs,
+                masks,
+                kwargs_on(run),
+                q_in,
+                d_in,
+                run,
+                dtype,
+                hidden,
+                junction,
+                stash,
+            )
         seconds = time.perf_counter() - t0
         layer_seconds.append(seconds)
         if on_layer is not None:
@@ -415,7 +504,8 @@ def slice_model(
     bar.close()
 
     # Head reads the last junction (sliced only with slice_head).
-    rotate_readers([adapter.head()], q_in, schedule.head_dim)
+    with _visiting(adapter.head(), run_device):
+        rotate_readers([adapter.head()], q_in, schedule.head_dim)
     return SlicingResult(
         model=model,
         facts=facts,

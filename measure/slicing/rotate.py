@@ -69,8 +69,17 @@ def shortcut(q_from: torch.Tensor, dim_from: int, q_to: torch.Tensor, dim_to: in
     return _kept(q_from, dim_from).T @ _kept(q_to, dim_to)
 
 
+def module_device(module: nn.Module) -> torch.device:
+    """Device of a module's first parameter (the CPU for a module without any)."""
+    for parameter in module.parameters():
+        return parameter.device
+    return torch.device("cpu")
+
+
 def set_shortcut(layer: nn.Module, name: str, value: torch.Tensor, dtype: torch.dtype) -> None:
-    layer.register_parameter(name, nn.Parameter(value.to(dtype).contiguous(), requires_grad=False))
+    """Store a shortcut matrix on ``layer``, in ``dtype`` and on the layer's device."""
+    value = value.to(device=module_device(layer), dtype=dtype).contiguous()
+    layer.register_parameter(name, nn.Parameter(value, requires_grad=False))
 
 
 def is_rotated(model: nn.Module) -> bool:

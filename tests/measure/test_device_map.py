@@ -6,8 +6,10 @@ with such a map (or with ``device_map="auto"`` on a machine without a GPU) attac
 hooks at all. The nearest equivalent of a model split over GPUs is therefore a model
 dispatched by ``accelerate.dispatch_model`` over a per-layer map with ``force_hooks``:
 every module then carries the same AlignDevicesHook a multi-GPU map gives it, and the
-slicing, perplexity and activation-flow code runs through those hooks. Offloaded
-weights (``disk`` or CPU offload next to a GPU) are refused with a clear message.
+slicing, perplexity and activation-flow code runs through those hooks. Offloading to
+disk is real on a CPU machine (``device_map="auto"`` with a small CPU cap), so that path
+is tested end to end; moves between GPUs, and a CPU-stored layer visiting a GPU, are
+not exercised here (the placement rules are checked on the ``meta`` device instead).
 """
 
 from __future__ import annotations
@@ -99,17 +101,94 @@ def test_device_map_and_max_memory_reach_from_pretrained(config, tmp_path):
     assert [r.skipped for r in reports] == [False, False]
 
 
-def test_offloaded_weights_are_refused(tiny_model_dir, tmp_path):
+def test_sweep_slices_a_model_offloaded_to_disk(config, tmp_path, monkeypatch):
+    """``--device-map auto`` with a CPU cap too small for the model offloads the rest to
+    disk (weights on ``meta``, streamed in by accelerate's hooks at every call); the
+    sweep brings them in, slices, re-offloads the sliced weights and measures the same
+    numbers as a sweep of the plain model."""
+    import measure.devices as devices
+
+    plain = tmp_path / "plain"
+    Sweep(config, plain, progress=False).run(KEPT)
+
+    seen = []
+    original = devices.undispatch
+
+    def spy(model):
+        meta = sum(p.is_meta for p in model.parameters())
+        dispatch = original(model)
+        seen.append((meta, dispatch))
+        return dispatch
+
+    monkeypatch.setattr(devices, "undispatch", spy)
+    offloaded = config.replace(device_map="auto", max_memory="cpu=20KB")
+    out = tmp_path / "offloaded"
+    Sweep(offloaded, out, progress=False).run(KEPT)
+    assert len(seen) == 1  # the one sliced cell
+    meta, dispatch = seen[0]
+    assert meta > 0 and dispatch.offloaded and "disk" in dispatch.device_map.values()
+    for d in KEPT:
+        a = strip_cell_attrs(xr.load_dataset(Sweep(config, plain).path(d)))
+        b = strip_cell_attrs(xr.load_dataset(Sweep(offloaded, out).path(d)))
+        assert b.attrs.pop("device") == "auto"
+        a.attrs.pop("device")
+        assert '"device_map": "auto"' in b.attrs.pop("config")  # the full configuration
+        a.attrs.pop("config")
+        xr.testing.assert_identical(a, b)
+
+
+def test_undispatch_brings_offloaded_weights_in(tiny_model_dir, tmp_path):
     from accelerate import dispatch_model
 
+    from measure.devices import input_device, redispatch
     from measure.models import load_model
+    from measure.slicing import slice_model
 
-    model = load_model(str(tiny_model_dir / "model")).model
+    path = str(tiny_model_dir / "model")
+    tokens = torch.randint(0, 64, (1, 8), generator=torch.Generator().manual_seed(0))
+    calibration = torch.randint(0, 64, (4, 16), generator=torch.Generator().manual_seed(1))
+    plain = load_model(path).model
+    expected = plain(input_ids=tokens).logits
+    # The embedding and one layer on disk, the rest offloaded to the CPU.
+    model = load_model(path).model
     device_map = layer_map(model, last="disk")
+    device_map["model.embed_tokens"] = "disk"
     model = dispatch_model(model, device_map, main_device="cpu", offload_dir=str(tmp_path))
-    assert any(p.is_meta for p in model.parameters())
-    with pytest.raises(UsageError, match=r"offloaded by device_map.*--max-memory"):
-        undispatch(model)
+    assert model.get_input_embeddings().weight.is_meta
+    assert input_device(model) == torch.device("cpu")  # the hook's execution device
+    dispatch = undispatch(model)
+    assert dispatch.device_map == device_map and dispatch.main_device == torch.device("cpu")
+    assert not is_dispatched(model) and not any(p.is_meta for p in model.parameters())
+    torch.testing.assert_close(model(input_ids=tokens).logits, expected, rtol=0, atol=0)
+    # Sliced, re-offloaded to a fresh folder, and still equal to the plain model sliced.
+    slice_model(model, calibration, kept_dim=16, progress=False, device=dispatch.main_device)
+    model = redispatch(model, dispatch)
+    assert is_dispatched(model) and model.get_input_embeddings().weight.is_meta
+    slice_model(plain, calibration, kept_dim=16, progress=False)
+    torch.testing.assert_close(
+        model(input_ids=tokens).logits, plain(input_ids=tokens).logits, rtol=0, atol=0
+    )
+
+
+def test_placement_helpers_follow_each_module(tiny_model_dir):
+    """Where shortcuts, keyword arguments and layers go, checked on the ``meta`` device
+    (a second device that exists on every machine)."""
+    from measure.slicing.interleaved import _run_device, _to_device
+    from measure.slicing.rotate import module_device, set_shortcut
+
+    meta, cpu = torch.device("meta"), torch.device("cpu")
+    layer = torch.nn.Linear(4, 4, device="meta")
+    set_shortcut(layer, "attn_shortcut", torch.eye(4, dtype=torch.float64), torch.float16)
+    assert layer.attn_shortcut.device == meta and layer.attn_shortcut.dtype == torch.float16
+    assert module_device(layer) == meta and module_device(torch.nn.ReLU()) == cpu
+    kwargs = {"position_embeddings": (torch.ones(2), torch.zeros(2)), "mask": None, "n": 3}
+    moved = _to_device(kwargs, meta)
+    assert [t.device for t in moved["position_embeddings"]] == [meta, meta]
+    assert moved["mask"] is None and moved["n"] == 3
+    # CPU-stored modules visit the given device; modules elsewhere stay where they are.
+    assert _run_device(cpu, meta) == meta
+    assert _run_device(meta, torch.device("cpu")) == meta
+    assert _run_device(cpu, None) == cpu
 
 
 def test_undispatch_restores_the_class_forward(tiny_model_dir):
@@ -121,7 +200,7 @@ def test_undispatch_restores_the_class_forward(tiny_model_dir):
     tokens = torch.randint(0, model.config.vocab_size, (1, 8))
     expected = model(input_ids=tokens).logits
     model = dispatch_model(model, layer_map(model), main_device="cpu", force_hooks=True)
-    assert undispatch(model) == layer_map(model)
+    assert undispatch(model).device_map == layer_map(model)
     assert not is_dispatched(model)
     assert all("forward" not in module.__dict__ for module in model.modules())
     torch.testing.assert_close(model(input_ids=tokens).logits, expected, rtol=0, atol=0)
@@ -140,3 +219,34 @@ def test_sweep_on_cuda_in_bfloat16(config, tmp_path):
     ds = open_sweep(tmp_path)
     assert ds.attrs["device"] == "cuda" and ds.attrs["dtype"] == "bfloat16"
     assert np.isfinite(ds.ppl.values).all() and np.isfinite(ds.kl_divergence.sel(kept_dim=16))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cpu_layers_visit_the_gpu_while_sliced(tiny_model_dir):
+    from measure.models import load_model
+    from measure.slicing import slice_model
+
+    path = str(tiny_model_dir / "model")
+    calibration = torch.randint(0, 64, (4, 16), generator=torch.Generator().manual_seed(1))
+    tokens = calibration[:1]
+    on_cpu, visiting = load_model(path).model, load_model(path).model
+    slice_model(on_cpu, calibration, kept_dim=16, progress=False)
+    slice_model(visiting, calibration, kept_dim=16, progress=False, device="cuda")
+    assert {p.device.type for p in visiting.parameters()} == {"cpu"}  # every layer came back
+    torch.testing.assert_close(
+        visiting(input_ids=tokens).logits, on_cpu(input_ids=tokens).logits, rtol=1e-4, atol=1e-4
+    )
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_sweep_of_a_model_split_over_two_gpus(config, tmp_path, monkeypatch):
+    import numpy as np
+
+    from measure.archive import open_sweep
+
+    plain = tmp_path / "plain"
+    Sweep(config, plain, progress=False).run(KEPT)
+    split = config.replace(device_map="auto", max_memory="0=40KB,1=10GiB,cpu=10GiB")
+    Sweep(split, tmp_path / "split", progress=False).run(KEPT)
+    a, b = open_sweep(plain), open_sweep(tmp_path / "split")
+    np.testing.assert_allclose(b.ppl.values, a.ppl.values, rtol=1e-3)
