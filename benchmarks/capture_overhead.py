@@ -45,9 +45,9 @@ def child(n_windows: int, kept_dim: int, measure_time: bool) -> dict:
         del dense
         sliced = load_model("smollm2")
         result = slice_model(
-            sliced.model, cal, kept_dim=kept_dim, record_bases=True, progress=False
+            sliced.model, cal, kept_dim=kept_dim, record_bases=("out",), progress=False
         )
-        bases = [s.basis[:, : s.kept_dim] for s in result.spectra if s.position == "out"]
+        bases = [s.basis for s in result.spectra if s.position == "out"]
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         if measure_time:
             perplexity(sliced.model, windows[:1], batch_size=1)  # warm-up

@@ -67,7 +67,9 @@ def perplexity(
             batch = windows[start : start + batch_size].to(device)
             logits = model(input_ids=batch, use_cache=False).logits[:, :-1, :].float()
             nll = F.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1), reduction="none"
+                logits.reshape(-1, logits.shape[-1]),
+                batch[:, 1:].reshape(-1).to(logits.device),  # the head may be elsewhere
+                reduction="none",
             ).view(batch.shape[0], -1)
             window_nll.append(nll.mean(dim=1).double().cpu().numpy())
             if keep_token_nll:

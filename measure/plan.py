@@ -118,6 +118,7 @@ class SweepPlan:
     reference_seconds: float
     reference_disk_bytes: int
     host_eigen_bytes: int
+    host_bases_bytes: int = 0
     assumptions: list[str] = field(default_factory=list)
 
     @property
@@ -169,7 +170,13 @@ class SweepPlan:
             f"{len(todo)} to run; estimated {_duration(total)} for those (dense reference "
             f"{_duration(self.reference_seconds)} included once; tasks not included)",
             f"dense reference on disk: {self.reference_disk_bytes / GIB:.2f} GiB; host memory "
-            f"for the float64 eigendecompositions: {self.host_eigen_bytes / GIB:.2f} GiB",
+            f"for the float64 eigendecompositions: {self.host_eigen_bytes / GIB:.2f} GiB"
+            + (
+                f", for the kept bases of the layer outputs (capture, L D d 8): "
+                f"{self.host_bases_bytes / GIB:.2f} GiB"
+                if self.host_bases_bytes
+                else ""
+            ),
         ]
         if todo:
             worst = max(todo, key=lambda c: c.device_bytes)
@@ -390,5 +397,10 @@ def plan_sweep(
         reference_seconds=capture * T * dense_flops / peak,
         reference_disk_bytes=int(reference_disk),
         host_eigen_bytes=6 * D * D * 8,
+        host_bases_bytes=(
+            L * D * max((c.kept_dim for c in cells if c.kept_dim != D), default=0) * 8
+            if capture
+            else 0
+        ),
         assumptions=assumptions,
     )

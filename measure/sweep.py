@@ -411,7 +411,8 @@ class Sweep:
                 seed=self.config.seed,
                 round_to=self.config.round_to,
                 batch_size=self.config.calibration_batch_size,
-                record_bases=reference is not None,
+                # The capture maps layer outputs back: only their kept columns.
+                record_bases=("out",) if reference is not None else False,
                 # On an accelerator, calibration activations wait on the CPU between layers.
                 offload_activations=True,
                 device=None if dispatch is None else dispatch.main_device,
@@ -422,7 +423,7 @@ class Sweep:
         ppl, tasks = self._measure(model, loaded.tokenizer, label)
         flow = None
         if reference is not None:
-            bases = [s.basis[:, : s.kept_dim] for s in result.spectra if s.position == "out"]
+            bases = [s.basis for s in result.spectra if s.position == "out"]
             writer = self._activation_writer(kept_dim, facts)
             try:
                 flow = capture_flow(model, reference, bases, progress=self.progress, writer=writer)

@@ -333,7 +333,7 @@ def slice_model(
     center_embeddings: bool | None = None,
     damping: float = DAMPING,
     record_second_moments: bool = False,
-    record_bases: bool = False,
+    record_bases: bool | tuple[str, ...] = False,
     offload_activations: bool = False,
     device: str | torch.device | None = None,
     progress: bool = True,
@@ -360,8 +360,11 @@ def slice_model(
     center_embeddings : see :func:`~measure.slicing.fuse_model`.
     damping : added to the second moment's diagonal as a fraction of its mean.
     record_second_moments : also keep each junction's second moment and basis.
-    record_bases : keep each junction's basis only (what mapping activations back needs;
-        skips the second moments' memory and their rotation back).
+    record_bases : keep the kept columns ``Q[:, :d]`` (``D x d``) of each junction's basis,
+        what mapping sliced activations back to the dense coordinates needs, without the
+        second moments; ``True`` for every junction, or a tuple of positions
+        (``"embeddings"``, ``"mid"``, ``"out"``) such as ``("out",)`` for the layer
+        outputs only. ``record_second_moments`` keeps the full ``D x D`` bases instead.
     offload_activations : keep the calibration activations on the CPU between layers when
         the model is on an accelerator (each batch is moved to the device for its layer
         half); the arithmetic is unchanged.
@@ -446,6 +449,11 @@ def slice_model(
             if previous is not None:  # back to the unrotated basis
                 second = previous @ second @ previous.T
             second = second.numpy()
+        basis = None
+        if record_second_moments:
+            basis = absolute.numpy().copy()
+        elif record_bases is True or (record_bases and position in record_bases):
+            basis = absolute[:, :dim].numpy().copy()
         spectra.append(
             JunctionSpectrum(
                 name=name,
@@ -456,7 +464,7 @@ def slice_model(
                 num_tokens=count,
                 damping=damp,
                 second_moment=second,
-                basis=absolute.numpy().copy() if record_second_moments or record_bases else None,
+                basis=basis,
             )
         )
         return relative, absolute

@@ -126,8 +126,9 @@ class JunctionSpectrum:
     num_tokens : unmasked calibration tokens that reached the junction.
     damping : damping added to the summed second moment (absolute).
     second_moment : the per-token second moment (``D x D``), only when recorded.
-    basis : the basis used (PCA eigenvectors, times the random orientation if any),
-        only when recorded.
+    basis : the basis used (PCA eigenvectors, times the random orientation if any):
+        all ``D`` columns with ``record_second_moments``, the ``kept_dim`` kept columns
+        with ``record_bases``; ``None`` when not recorded.
     """
 
     name: str

@@ -454,6 +454,14 @@ def test_recording_bases_alone_keeps_the_same_bases_without_second_moments():
     bases = slice_model(
         copy.deepcopy(dense), tokens, kept_dim=24, progress=False, record_bases=True
     )
-    for a, b in zip(full.spectra, bases.spectra, strict=True):
+    outs = slice_model(
+        copy.deepcopy(dense), tokens, kept_dim=24, progress=False, record_bases=("out",)
+    )
+    for a, b, c in zip(full.spectra, bases.spectra, outs.spectra, strict=True):
         assert b.second_moment is None and a.second_moment is not None
-        np.testing.assert_array_equal(a.basis, b.basis)
+        assert a.basis.shape == (32, 32) and b.basis.shape == (32, b.kept_dim)
+        np.testing.assert_array_equal(a.basis[:, : b.kept_dim], b.basis)
+        if c.position == "out":
+            np.testing.assert_array_equal(c.basis, b.basis)
+        else:
+            assert c.basis is None
