@@ -116,6 +116,41 @@ def measure_cell(
     return CellOutcome(kept_dim, str(path), False, seconds, worker, os.getpid())
 
 
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use: ``CUDA_VISIBLE_DEVICES`` if set, else every one."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [g.strip() for g in listed.split(",") if g.strip() and g.strip() != "-1"]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def gpu_groups(workers: int, gpus: Sequence[str]) -> list[str]:
+    """``CUDA_VISIBLE_DEVICES`` of each local worker: the GPUs dealt out round-robin.
+
+    A worker sees only its own GPUs, so ``cuda`` in every cell means that worker's GPU
+    and a ``device_map`` cell spreads over that worker's share.
+
+    >>> gpu_groups(2, ["0", "1", "2", "3"])
+    ['0,2', '1,3']
+    >>> gpu_groups(3, ["0", "1", "2"])
+    ['0', '1', '2']
+    """
+    if not gpus:
+        raise UsageError(
+            "The protocol runs on CUDA but no GPU is visible to this process "
+            "(CUDA_VISIBLE_DEVICES or the driver); use --device cpu."
+        )
+    if workers > len(gpus):
+        raise UsageError(
+            f"--workers {workers} exceeds the {len(gpus)} visible GPU(s); a local cluster runs "
+            f"one GPU cell per worker and gives each worker its own GPUs. Use --workers "
+            f"{len(gpus)} or fewer."
+        )
+    return [",".join(gpus[i::workers]) for i in range(workers)]
+
+
 @contextmanager
 def dask_client(
     scheduler: str = "local",
@@ -123,25 +158,43 @@ def dask_client(
     workers: int = 2,
     threads_per_worker: int = 1,
     resources: dict[str, float] | None = None,
+    worker_gpus: Sequence[str] | None = None,
 ) -> Iterator[Any]:
     """A ``distributed.Client`` on a new LocalCluster or on an existing scheduler.
 
     Local workers are processes that declare ``resources`` (one cell at a time each);
-    their environment keeps tokenizers single-threaded.
+    their environment keeps tokenizers single-threaded. With ``worker_gpus`` (one
+    ``CUDA_VISIBLE_DEVICES`` value per worker, see :func:`gpu_groups`) each worker
+    process sees only its own GPUs; their number sets the number of workers.
     """
-    from distributed import Client, LocalCluster
+    from distributed import Client, LocalCluster, Nanny
 
     if scheduler == "local":
         if workers < 1 or threads_per_worker < 1:
             raise UsageError("--workers and --threads-per-worker must be positive.")
+        env = {"TOKENIZERS_PARALLELISM": "false"}
+        worker_class: Any = Nanny
+        if worker_gpus is not None:
+            workers = len(worker_gpus)
+            pending = list(worker_gpus)
+
+            def worker_class(*args: Any, **kwargs: Any) -> Any:
+                # LocalCluster builds its worker processes through this, one per worker;
+                # a Nanny keeps its environment when it restarts a dead worker.
+                gpus = pending.pop(0)
+                pending.append(gpus)  # round-robin, should Dask ever create more
+                own = {**(kwargs.pop("env", None) or {}), "CUDA_VISIBLE_DEVICES": gpus}
+                return Nanny(*args, env=own, **kwargs)
+
         cluster = LocalCluster(
             n_workers=workers,
             threads_per_worker=threads_per_worker,
             processes=True,
+            worker_class=worker_class,
             resources=dict(resources or {}),
             dashboard_address=None,
             silence_logs=logging.ERROR,
-            env={"TOKENIZERS_PARALLELISM": "false"},
+            env=env,
         )
         client = Client(cluster)
         try:
@@ -238,6 +291,11 @@ def run_distributed(
                 workers=workers,
                 threads_per_worker=threads_per_worker,
                 resources=resources,
+                worker_gpus=(
+                    gpu_groups(workers, visible_gpus())
+                    if scheduler == "local" and GPU_RESOURCE in resources
+                    else None
+                ),
             )
         )
         with connection as client:

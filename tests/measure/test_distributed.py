@@ -18,8 +18,10 @@ from measure.distributed import (
     CellsFailedError,
     cell_resources,
     dask_client,
+    gpu_groups,
     measure_cell,
     run_distributed,
+    visible_gpus,
 )
 from measure.errors import UsageError
 from measure.sweep import Sweep
@@ -61,6 +63,45 @@ def die_once_and_fail(config, output, kept_dim, hidden_size, reference=None):
 def test_cells_declare_their_resource(config):
     assert cell_resources(config) == {CPU_RESOURCE: 1}
     assert cell_resources(config.replace(device="cuda")) == {GPU_RESOURCE: 1}
+
+
+def test_gpus_are_dealt_out_to_local_workers(monkeypatch):
+    assert gpu_groups(2, ["0", "1", "2", "3"]) == ["0,2", "1,3"]
+    assert gpu_groups(1, ["GPU-a", "GPU-b"]) == ["GPU-a,GPU-b"]
+    with pytest.raises(UsageError, match=r"--workers 3 exceeds the 2 visible GPU\(s\)"):
+        gpu_groups(3, ["0", "1"])
+    with pytest.raises(UsageError, match="no GPU is visible"):
+        gpu_groups(1, [])
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2, 5")
+    assert visible_gpus() == ["2", "5"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
+    assert visible_gpus() == []
+
+
+def test_each_local_worker_sees_only_its_gpus_even_after_a_restart():
+    def seen():
+        return os.environ.get("CUDA_VISIBLE_DEVICES")
+
+    with dask_client("local", resources={GPU_RESOURCE: 1}, worker_gpus=["0,2", "1,3"]) as client:
+        before = client.run(seen)
+        assert sorted(before.values()) == ["0,2", "1,3"]
+        assert all(
+            w["resources"] == {GPU_RESOURCE: 1} for w in client.scheduler_info()["workers"].values()
+        )
+        first = sorted(before)[0]
+        client.restart_workers([first])  # the nanny starts a new worker process
+        client.wait_for_workers(2)
+        assert sorted(client.run(seen).values()) == ["0,2", "1,3"]
+
+
+def test_a_gpu_sweep_without_a_visible_gpu_stops_before_starting_a_cluster(
+    config, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    with pytest.raises(UsageError, match="no GPU is visible"):
+        run_distributed(
+            Sweep(config.replace(device="cuda"), tmp_path), KEPT, hidden_size=32, scheduler="local"
+        )
 
 
 def test_local_cluster_matches_serial_resumes_and_survives_a_killed_worker(config, tmp_path):
