@@ -40,6 +40,7 @@ import shutil
 import tempfile
 import weakref
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from measure.errors import UsageError
@@ -223,11 +224,14 @@ def undispatch(model: nn.Module) -> Dispatch | None:
     return Dispatch(device_map=device_map, main_device=main_device(device_map))
 
 
-def redispatch(model: nn.Module, dispatch: Dispatch | None) -> nn.Module:
+def redispatch(
+    model: nn.Module, dispatch: Dispatch | None, *, offload_root: str | Path | None = None
+) -> nn.Module:
     """Attach accelerate's hooks again with the same device map (a no-op for ``None``).
 
-    Modules mapped to ``disk`` are written to a new temporary offload folder, removed
-    when the model is garbage-collected.
+    Modules mapped to ``disk`` are written to a new offload folder ``.offload-*`` inside
+    ``offload_root`` (default: the system's temporary directory, which may be in RAM),
+    removed when the model is garbage-collected.
     """
     if dispatch is None:
         return model
@@ -237,7 +241,12 @@ def redispatch(model: nn.Module, dispatch: Dispatch | None) -> nn.Module:
     offload_dir = None
     disk = [name for name, value in dispatch.device_map.items() if value == "disk"]
     if disk:
-        offload_dir = tempfile.mkdtemp(prefix="repdim-offload-")
+        if offload_root is not None:
+            Path(offload_root).mkdir(parents=True, exist_ok=True)
+        offload_dir = tempfile.mkdtemp(
+            prefix=".offload-" if offload_root is not None else "repdim-offload-",
+            dir=offload_root,
+        )
         weakref.finalize(model, shutil.rmtree, offload_dir, ignore_errors=True)
         # Written here rather than by dispatch_model, which misses a whole-model entry "".
         offload_state_dict(

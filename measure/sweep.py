@@ -418,7 +418,8 @@ class Sweep:
                 device=None if dispatch is None else dispatch.main_device,
                 progress=self.progress,
             )
-        model = redispatch(model, dispatch)
+        # Weights mapped to disk go next to the archives (a real disk), not to /tmp.
+        model = redispatch(model, dispatch, offload_root=self.output)
         label = f"d={kept_dim}"
         ppl, tasks = self._measure(model, loaded.tokenizer, label)
         flow = None

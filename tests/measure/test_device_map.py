@@ -120,13 +120,24 @@ def test_sweep_slices_a_model_offloaded_to_disk(config, tmp_path, monkeypatch):
         seen.append((meta, dispatch))
         return dispatch
 
+    folders = []
+    original_redispatch = devices.redispatch
+
+    def redispatch_spy(model, dispatch, **kwargs):
+        model = original_redispatch(model, dispatch, **kwargs)
+        folders.extend(out.glob(".offload-*/index.json"))
+        return model
+
     monkeypatch.setattr(devices, "undispatch", spy)
+    monkeypatch.setattr(devices, "redispatch", redispatch_spy)
     offloaded = config.replace(device_map="auto", max_memory="cpu=20KB")
     out = tmp_path / "offloaded"
     Sweep(offloaded, out, progress=False).run(KEPT)
     assert len(seen) == 1  # the one sliced cell
     meta, dispatch = seen[0]
     assert meta > 0 and dispatch.offloaded and "disk" in dispatch.device_map.values()
+    # The sliced weights were offloaded next to the archives, and removed after the cell.
+    assert len(folders) == 1 and not list(out.glob(".offload-*"))
     for d in KEPT:
         a = strip_cell_attrs(xr.load_dataset(Sweep(config, plain).path(d)))
         b = strip_cell_attrs(xr.load_dataset(Sweep(offloaded, out).path(d)))
