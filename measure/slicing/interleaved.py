@@ -174,95 +174,6 @@ def _rotate_writer_temporarily(linear: nn.Linear, q: torch.Tensor) -> Callable[[
     return restore
 
 
-def _slice_layer(
-    adapter: DecoderAdapter,
-    layer: nn.Module,
-    idx: int,
-    block_kind: str,
-    schedule: SlicingSchedule,
-    xs: list[torch.Tensor | None],
-    masks: list[torch.Tensor | None],
-    layer_kwargs: list[dict[str, Any]],
-    q_in: torch.Tensor,
-    d_in: int,
-    run: torch.device,
-    dtype: torch.dtype,
-    hidden: int,
-    junction: Callable[..., tuple[torch.Tensor, torch.Tensor]],
-    stash: Callable[[torch.Tensor], torch.Tensor],
-) -> tuple[torch.Tensor, int]:
-    """Rotate and slice one block on ``run``; ``xs`` (its inputs) becomes its outputs.
-
-    Returns the output junction's basis and kept width.
-    """
-    d_out = schedule.out_dim(idx)
-    attn_norm = adapter.attention_norm(layer)
-    attn_out, mlp_out = adapter.attention_output(layer), adapter.mlp_output(layer)
-    if block_kind == "sequential":
-        d_mid = schedule.mid_dim(idx)
-        rotate_readers(adapter.attention_inputs(layer), q_in, d_in)
-        # Attention half, once, written in the input basis: there the residual
-        # occupies the first d_in coordinates, so no projection is needed.
-        restore = _rotate_writer_temporarily(attn_out, q_in)
-        moment = SecondMoment(hidden)
-        mids = []
-        for i, (x, kwargs) in enumerate(zip(xs, layer_kwargs)):
-            x = x.to(run)
-            mid = adapter.attention_forward(layer, attn_norm(x), kwargs)
-            mid[..., :d_in] += x
-            moment.update(mid, masks[i])
-            mids.append(stash(mid))
-            xs[i] = None  # free the layer input
-        restore()
-        rel_mid, q_mid = junction(moment, q_in, f"layer.{idx}.mid", idx, "mid", d_mid)
-        rotate_writer(attn_out, q_mid, d_mid)
-        rotate_readers(adapter.mlp_inputs(layer), q_mid, d_mid)
-        set_shortcut(layer, "attn_shortcut", shortcut(q_in, d_in, q_mid, d_mid), dtype)
-        # MLP half, once, on the sliced mid stream, written in the mid basis.
-        to_mid = rel_mid[:, :d_mid].to(device=run, dtype=dtype)
-        restore = _rotate_writer_temporarily(mlp_out, q_mid)
-        mlp_norm = adapter.mlp_norm(layer)
-        moment = SecondMoment(hidden)
-        outs = []
-        for i, mid in enumerate(mids):
-            mid_s = mid.to(run) @ to_mid
-            mids[i] = None
-            out = adapter.mlp_forward(layer, mlp_norm(mid_s))
-            out[..., :d_mid] += mid_s
-            moment.update(out, masks[i])
-            outs.append(stash(out))
-        restore()
-        rel_out, q_out = junction(moment, q_mid, f"layer.{idx}.out", idx, "out", d_out)
-        rotate_writer(mlp_out, q_out, d_out)
-        set_shortcut(layer, "mlp_shortcut", shortcut(q_mid, d_mid, q_out, d_out), dtype)
-    else:
-        rotate_readers(adapter.attention_inputs(layer) + adapter.mlp_inputs(layer), q_in, d_in)
-        restore_attn = _rotate_writer_temporarily(attn_out, q_in)
-        restore_mlp = _rotate_writer_temporarily(mlp_out, q_in)
-        moment = SecondMoment(hidden)
-        outs = []
-        for i, (x, kwargs) in enumerate(zip(xs, layer_kwargs)):
-            x = x.to(run)
-            normed = attn_norm(x)
-            out = adapter.attention_forward(layer, normed, kwargs)
-            out += adapter.mlp_forward(layer, normed)
-            out[..., :d_in] += x
-            moment.update(out, masks[i])
-            outs.append(stash(out))
-            xs[i] = None
-        restore_attn()
-        restore_mlp()
-        rel_out, q_out = junction(moment, q_in, f"layer.{idx}.out", idx, "out", d_out)
-        rotate_writer(attn_out, q_out, d_out)
-        rotate_writer(mlp_out, q_out, d_out)
-        set_shortcut(layer, "attn_shortcut", shortcut(q_in, d_in, q_out, d_out), dtype)
-    to_out = rel_out[:, :d_out].to(device=run, dtype=dtype)
-    for i, out in enumerate(outs):
-        xs[i] = stash(out.to(run) @ to_out)
-        outs[i] = None
-    return q_out, d_out
-
-
 def _to_device(value: Any, device: torch.device) -> Any:
     """``value`` with every tensor in it (tuples, lists, dicts) moved to ``device``."""
     if isinstance(value, torch.Tensor):
@@ -488,23 +399,74 @@ def slice_model(
     for idx, layer in enumerate(bar):
         t0 = time.perf_counter()
         with _visiting(layer, run_device) as run:
-            q_in, d_in = _slice_layer(
-                adapter,
-                layer,
-                idx,
-                facts.block_kind,
-                schedule,
-                xs,
-                masks,
-                kwargs_on(run),
-                q_in,
-                d_in,
-                run,
-                dtype,
-                hidden,
-                junction,
-                stash,
-            )
+            d_out = schedule.out_dim(idx)
+            attn_norm = adapter.attention_norm(layer)
+            attn_out, mlp_out = adapter.attention_output(layer), adapter.mlp_output(layer)
+            if facts.block_kind == "sequential":
+                d_mid = schedule.mid_dim(idx)
+                rotate_readers(adapter.attention_inputs(layer), q_in, d_in)
+                # Attention half, once, written in the input basis: there the residual
+                # occupies the first d_in coordinates, so no projection is needed.
+                restore = _rotate_writer_temporarily(attn_out, q_in)
+                moment = SecondMoment(hidden)
+                mids = []
+                for i, (x, kwargs) in enumerate(zip(xs, kwargs_on(run))):
+                    x = x.to(run)
+                    mid = adapter.attention_forward(layer, attn_norm(x), kwargs)
+                    mid[..., :d_in] += x
+                    moment.update(mid, masks[i])
+                    mids.append(stash(mid))
+                    xs[i] = None  # free the layer input
+                restore()
+                rel_mid, q_mid = junction(moment, q_in, f"layer.{idx}.mid", idx, "mid", d_mid)
+                rotate_writer(attn_out, q_mid, d_mid)
+                rotate_readers(adapter.mlp_inputs(layer), q_mid, d_mid)
+                set_shortcut(layer, "attn_shortcut", shortcut(q_in, d_in, q_mid, d_mid), dtype)
+                # MLP half, once, on the sliced mid stream, written in the mid basis.
+                to_mid = rel_mid[:, :d_mid].to(device=run, dtype=dtype)
+                restore = _rotate_writer_temporarily(mlp_out, q_mid)
+                mlp_norm = adapter.mlp_norm(layer)
+                moment = SecondMoment(hidden)
+                outs = []
+                for i, mid in enumerate(mids):
+                    mid_s = mid.to(run) @ to_mid
+                    mids[i] = None
+                    out = adapter.mlp_forward(layer, mlp_norm(mid_s))
+                    out[..., :d_mid] += mid_s
+                    moment.update(out, masks[i])
+                    outs.append(stash(out))
+                restore()
+                rel_out, q_out = junction(moment, q_mid, f"layer.{idx}.out", idx, "out", d_out)
+                rotate_writer(mlp_out, q_out, d_out)
+                set_shortcut(layer, "mlp_shortcut", shortcut(q_mid, d_mid, q_out, d_out), dtype)
+            else:
+                rotate_readers(
+                    adapter.attention_inputs(layer) + adapter.mlp_inputs(layer), q_in, d_in
+                )
+                restore_attn = _rotate_writer_temporarily(attn_out, q_in)
+                restore_mlp = _rotate_writer_temporarily(mlp_out, q_in)
+                moment = SecondMoment(hidden)
+                outs = []
+                for i, (x, kwargs) in enumerate(zip(xs, kwargs_on(run))):
+                    x = x.to(run)
+                    normed = attn_norm(x)
+                    out = adapter.attention_forward(layer, normed, kwargs)
+                    out += adapter.mlp_forward(layer, normed)
+                    out[..., :d_in] += x
+                    moment.update(out, masks[i])
+                    outs.append(stash(out))
+                    xs[i] = None
+                restore_attn()
+                restore_mlp()
+                rel_out, q_out = junction(moment, q_in, f"layer.{idx}.out", idx, "out", d_out)
+                rotate_writer(attn_out, q_out, d_out)
+                rotate_writer(mlp_out, q_out, d_out)
+                set_shortcut(layer, "attn_shortcut", shortcut(q_in, d_in, q_out, d_out), dtype)
+            to_out = rel_out[:, :d_out].to(device=run, dtype=dtype)
+            for i, out in enumerate(outs):
+                xs[i] = stash(out.to(run) @ to_out)
+                outs[i] = None
+            q_in, d_in = q_out, d_out
         seconds = time.perf_counter() - t0
         layer_seconds.append(seconds)
         if on_layer is not None:
