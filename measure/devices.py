@@ -119,6 +119,14 @@ def main_device(device_map: dict[str, Any]) -> torch.device:
     return as_device("cpu")
 
 
+def _hooks(module: nn.Module) -> list[Any]:
+    """accelerate's hooks on ``module`` (a SequentialHook unpacked)."""
+    hook = getattr(module, "_hf_hook", None)
+    if hook is None:
+        return []
+    return list(getattr(hook, "hooks", None) or [hook])
+
+
 def input_device(model: nn.Module) -> torch.device:
     """The device that token ids must be on for ``model(input_ids=...)``.
 
@@ -132,9 +140,8 @@ def input_device(model: nn.Module) -> torch.device:
     if getter is None:  # not a transformers model: its first parameter decides
         return next((p.device for p in model.parameters()), torch.device("cpu"))
     embedding = getter()
-    hook = getattr(embedding, "_hf_hook", None)
-    for candidate in getattr(hook, "hooks", None) or [hook]:
-        device = getattr(candidate, "execution_device", None)
+    for hook in _hooks(embedding):
+        device = getattr(hook, "execution_device", None)
         if device is not None:
             return as_device(device)
     weight = getattr(embedding, "weight", None)
@@ -155,22 +162,14 @@ class Dispatch:
         return any(value in ("cpu", "disk") for value in self.device_map.values())
 
 
-def _hooks(module: nn.Module) -> list[Any]:
-    hook = getattr(module, "_hf_hook", None)
-    if hook is None:
-        return []
-    return list(getattr(hook, "hooks", None) or [hook])
-
-
-def _materialise_offloaded(model: nn.Module) -> int:
+def _materialise_offloaded(model: nn.Module) -> None:
     """Copy offloaded weights from accelerate's weights maps into host memory.
 
-    Returns the number of tensors brought in. Without this, removing the hooks leaves
-    weights that ``from_pretrained`` offloaded on the ``meta`` device.
+    Without this, removing the hooks leaves weights that ``from_pretrained`` offloaded on
+    the ``meta`` device.
     """
     from accelerate.utils import set_module_tensor_to_device
 
-    count = 0
     for module in model.modules():
         for hook in _hooks(module):
             weights = getattr(hook, "weights_map", None)
@@ -182,9 +181,7 @@ def _materialise_offloaded(model: nn.Module) -> int:
                 if tensor is None or not tensor.is_meta:
                     continue  # kept on the module (non-persistent buffers, for one)
                 set_module_tensor_to_device(module, name, "cpu", value=weights[name])
-                count += 1
             hook.offload = False  # the weights now live in the module itself
-    return count
 
 
 def undispatch(model: nn.Module) -> Dispatch | None:
