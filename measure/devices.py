@@ -92,6 +92,32 @@ def parse_max_memory(text: str | None) -> dict[int | str, str] | None:
     return caps
 
 
+_UNITS = {
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+    "TIB": 2**40,
+}
+
+
+def size_bytes(text: str) -> int:
+    """A ``--max-memory`` size in bytes, with accelerate's units (``GB`` = 10^9, ``GiB`` = 2^30).
+
+    >>> size_bytes("20GiB"), size_bytes("500MB"), size_bytes("1024")
+    (21474836480, 500000000, 1024)
+    """
+    match = re.match(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$", str(text))
+    unit = (match.group(2) or "B").upper() if match else ""
+    if match is None or unit not in _UNITS:
+        raise UsageError(f"--max-memory size must look like 20GiB or 500MB; got {text!r}.")
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
 def is_dispatched(model: nn.Module) -> bool:
     """True when accelerate hooks are attached to ``model`` or any of its modules."""
     return any(hasattr(module, "_hf_hook") for module in model.modules())

@@ -201,6 +201,33 @@ def _on_gpu(config) -> bool:
     )
 
 
+def _device_map_note(config, cells: list[CellPlan]) -> str:
+    """What the device-memory column means under ``--device-map``, against the GPU caps."""
+    from measure.devices import parse_max_memory, size_bytes
+
+    note = (
+        f"--device-map {config.device_map}: the device-memory column assumes one device and "
+        "does not model accelerate's split"
+    )
+    caps = parse_max_memory(config.max_memory) or {}
+    gpus = {k: size_bytes(v) for k, v in caps.items() if isinstance(k, int)}
+    if not gpus:
+        return note
+    total = sum(gpus.values())
+    weights = max(c.memory["weights"] for c in cells)
+    verdict = (
+        "fit within them"
+        if weights <= total
+        else f"exceed them by {(weights - total) / GIB:.1f} GiB, which accelerate keeps in host "
+        "memory (or on disk); those layers visit GPU "
+        f"{min(gpus)} one at a time while they are sliced"
+    )
+    return (
+        f"{note}; the caps of GPU(s) {', '.join(map(str, sorted(gpus)))} sum to "
+        f"{total / GIB:.1f} GiB and the largest cell's weights ({weights / GIB:.1f} GiB) {verdict}"
+    )
+
+
 def _eigh_gflops(config) -> float:
     return EIGH_GFLOPS_GPU if _on_gpu(config) else EIGH_GFLOPS
 
@@ -379,6 +406,8 @@ def plan_sweep(
         )
         + "; see measure.plan",
     ]
+    if config.device_map is not None:
+        assumptions.append(_device_map_note(config, cells))
     if config.device == "cpu" and config.device_map is None:
         assumptions.append(
             "the protocol runs on the CPU; the times above are for the reference GPU "

@@ -112,3 +112,23 @@ def test_unknown_model_is_a_usage_error(capsys):
 
     assert main(["validate", "--model", "not-a-model", "--dry-run"]) == 2
     assert "Unknown model" in capsys.readouterr().err
+
+
+def test_device_map_plans_compare_the_weights_with_the_gpu_caps(tmp_path):
+    base = MeasureConfig.from_profile("paper", model="llama3", device_map="auto")
+    sparsities = (0.1, 0.25, 0.5)
+    weights = max(
+        c.memory["weights"] for c in plan_sweep(base, tmp_path, sparsities=sparsities).cells
+    )
+    assert weights == sliced_parameter_count(LLAMA3_8B, 3680) * 2  # s = 0.1 is the largest
+
+    def note(max_memory):
+        plan = plan_sweep(base.replace(max_memory=max_memory), tmp_path, sparsities=sparsities)
+        return next(a for a in plan.assumptions if a.startswith("--device-map auto"))
+
+    assert note(None).endswith("does not model accelerate's split")
+    roomy = note("0=20GiB,1=20GiB,cpu=96GiB")
+    assert "GPU(s) 0, 1 sum to 40.0 GiB" in roomy and roomy.endswith("fit within them")
+    tight = note("0=10GiB,1=2GiB,cpu=96GiB")
+    excess = (weights - 12 * 1024**3) / 1024**3
+    assert f"exceed them by {excess:.1f} GiB" in tight and "visit GPU 0" in tight
