@@ -49,8 +49,6 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-_MEMORY = re.compile(r"^\d+(\.\d+)?\s*([KMGT]i?B|B)?$", re.IGNORECASE)
-
 
 def parse_max_memory(text: str | None) -> dict[int | str, str] | None:
     """Per-device memory caps for ``device_map``: ``0=20GiB,cpu=64GiB`` or the same as JSON.
@@ -86,8 +84,7 @@ def parse_max_memory(text: str | None) -> dict[int | str, str] | None:
             device = key
         else:
             raise UsageError(f"--max-memory device must be a GPU index, cpu or disk; got {key!r}.")
-        if not _MEMORY.match(value):
-            raise UsageError(f"--max-memory size must look like 20GiB or 500MB; got {value!r}.")
+        size_bytes(value)  # a malformed size is a usage error here, not after loading
         caps[device] = value.replace(" ", "")
     return caps
 
